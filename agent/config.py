@@ -127,6 +127,8 @@ class ServerConfig:
     max_json_bytes: int = 64_000
     public_url: str = ""  # e.g. https://agent.example.com, for TwiML stream URLs
     workers: int = 1
+    agent_token: Secret = field(default_factory=lambda: Secret(""))  # if set, hand-off API needs "Bearer <token>"
+    max_images_per_turn: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -34,3 +34,11 @@ class ConcurrentUpdate(AgentError):
 
 class ConfigError(AgentError):
     """The configuration is invalid; the message lists every problem found."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body, file or field is over its documented size limit (HTTP 413)."""
+
+
+class Unauthorized(AgentError):
+    """A protected endpoint was called without the right credentials (HTTP 401)."""

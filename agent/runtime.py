@@ -1,0 +1,366 @@
+"""The agent: one turn end to end, and ``load_agent`` that wires the parts.
+
+A turn moves one way: decode (done by the channel) -> hear / see -> understand -> dialogue
+(load state, policy, save atomically) -> decision. Model calls are synchronous and run in
+threads (``asyncio.to_thread``); storage is async. This module holds no model code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from agent import metrics
+from agent.config import AgentConfig
+from agent.errors import DependencyUnavailable, InvalidInput
+from agent.messages import (
+    AudioClip,
+    ImageAnalysis,
+    ImageInput,
+    KnowledgeHit,
+    NluResult,
+    Transcript,
+    TurnResult,
+    UserTurn,
+)
+from modalities.entities import extract_entities
+from modalities.text import normalize_text
+
+if TYPE_CHECKING:
+    from agent.interfaces import ImageAnalyzer, SpeechRecognizer, SpeechSynthesizer
+    from dialogue.service import DialogueService
+
+log = logging.getLogger("agent.runtime")
+
+# An image's own text is understood too when the typed text says this little.
+IMAGE_TEXT_MIN_CONFIDENCE = 0.5
+
+
+class Agent:
+    """Handles turns from any channel. Build it with ``load_agent(config)``."""
+
+    def __init__(
+        self,
+        *,
+        config: AgentConfig,
+        dialogue: DialogueService,
+        nlu_loader: Callable[[], Any] | None,
+        knowledge_builder: Callable[[Any], Any] | None = None,
+        recognizer_factory: Callable[[], SpeechRecognizer] | None = None,
+        synthesizer_factory: Callable[[], SpeechSynthesizer] | None = None,
+        vad_factory: Callable[[], Any] | None = None,
+        image_analyzer_factory: Callable[[], ImageAnalyzer] | None = None,
+        fusion_loader: Callable[[], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.dialogue = dialogue
+        self._nlu_loader = nlu_loader
+        self._knowledge_builder = knowledge_builder
+        self._factories: dict[str, Callable[[], Any] | None] = {
+            "recognizer": recognizer_factory,
+            "synthesizer": synthesizer_factory,
+            "image_analyzer": image_analyzer_factory,
+        }
+        self._vad_factory = vad_factory
+        self._fusion_loader = fusion_loader
+        self._built: dict[str, Any] = {}
+        self._build_lock = threading.Lock()
+        self._nlu: Any = None
+        self._knowledge: Any = None
+        self._fusion: Any = None
+        self._nlu_error: str | None = None
+        self._start_task: asyncio.Task[None] | None = None
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load (or train, on first start) the text model and the knowledge index."""
+        if self._nlu is not None or self._nlu_loader is None:
+            return
+        try:
+            self._nlu = await asyncio.to_thread(self._nlu_loader)
+            if self._knowledge_builder is not None:
+                self._knowledge = await asyncio.to_thread(self._knowledge_builder, self._nlu)
+            if self._fusion_loader is not None:
+                self._fusion = await asyncio.to_thread(self._fusion_loader)
+            self._nlu_error = None
+            log.info("text model ready (%d intents)", len(getattr(self._nlu, "labels", ())))
+        except Exception as e:  # the server stays up and reports not ready
+            self._nlu_error = f"{type(e).__name__}: {e}"
+            log.exception("text model failed to load")
+            raise
+
+    def start_in_background(self) -> asyncio.Task[None]:
+        """For servers: answer /healthz at once, /readyz once the model has loaded."""
+
+        async def run() -> None:
+            try:
+                await self.start()
+            except Exception:  # already logged; /readyz shows the error
+                pass
+
+        self._start_task = asyncio.get_running_loop().create_task(run())
+        return self._start_task
+
+    async def aclose(self) -> None:
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()
+        await self.dialogue.aclose()
+
+    async def readiness(self) -> dict[str, str]:
+        """``{"state_store": "ok"|error, "model": "ok"|"loading"|error}``."""
+        status: dict[str, str] = {}
+        try:
+            await self.dialogue.ping()
+            status["state_store"] = "ok"
+        except DependencyUnavailable as e:
+            status["state_store"] = str(e)
+        if self._nlu is not None:
+            status["model"] = "ok"
+        elif self._nlu_error:
+            status["model"] = f"failed: {self._nlu_error}"
+        else:
+            status["model"] = "loading"
+        return status
+
+    # --- lazily built parts (voice and vision load only when first used) -------------------
+
+    def _part(self, name: str) -> Any:
+        if name in self._built:
+            return self._built[name]
+        factory = self._factories.get(name)
+        if factory is None:
+            raise DependencyUnavailable(f"no {name.replace('_', ' ')} is configured")
+        with self._build_lock:
+            if name not in self._built:
+                self._built[name] = factory()
+        return self._built[name]
+
+    @property
+    def recognizer(self) -> SpeechRecognizer:
+        return self._part("recognizer")  # type: ignore[no-any-return]
+
+    @property
+    def synthesizer(self) -> SpeechSynthesizer:
+        return self._part("synthesizer")  # type: ignore[no-any-return]
+
+    @property
+    def image_analyzer(self) -> ImageAnalyzer:
+        return self._part("image_analyzer")  # type: ignore[no-any-return]
+
+    @property
+    def vad_factory(self) -> Callable[[], Any]:
+        if self._vad_factory is None:
+            raise DependencyUnavailable("no voice activity detector is configured")
+        return self._vad_factory
+
+    @property
+    def nlu(self) -> Any:
+        if self._nlu is None:
+            raise DependencyUnavailable(
+                "the text model is still loading" if self._nlu_error is None else "the text model failed to load"
+            )
+        return self._nlu
+
+    @property
+    def fusion(self) -> Any:
+        return self._fusion
+
+    # --- one turn -------------------------------------------------------------------------
+
+    async def handle_turn(self, turn: UserTurn) -> TurnResult:
+        """Hear, see, understand, decide and record one turn; returns what to tell the customer."""
+        started = time.perf_counter()
+        turn = self._checked(turn)
+        transcript = await self._transcribe(turn.audio) if turn.audio is not None else None
+        image = await self._analyze_image(turn.image) if turn.image is not None else None
+        text = _text_of(turn, transcript)
+        nlu, knowledge = await self._understand(text, transcript, image)
+        if image is not None and turn.image is not None:
+            await self._store_image(turn.image)
+        outcome = await self.dialogue.handle_turn(
+            turn, nlu, transcript=transcript, image=image, knowledge=knowledge
+        )
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        metrics.observe_turn(turn.channel, outcome.decision, latency_ms / 1000.0)
+        return TurnResult(
+            conversation_id=turn.conversation_id,
+            turn_index=outcome.turn_index,
+            decision=outcome.decision,
+            nlu=nlu,
+            transcript=transcript,
+            image=image,
+            knowledge=knowledge,
+            latency_ms=latency_ms,
+        )
+
+    def _checked(self, turn: UserTurn) -> UserTurn:
+        if turn.text is None and turn.audio is None and turn.image is None and not turn.dtmf:
+            raise InvalidInput("a turn needs text, audio, an image or DTMF digits; got none of them")
+        if turn.text is not None:
+            turn = replace(turn, text=normalize_text(turn.text, max_chars=self.config.server.max_text_chars))
+        return turn
+
+    async def _transcribe(self, clip: AudioClip) -> Transcript:
+        want_features = self._fusion is not None
+        return await asyncio.to_thread(self.recognizer.transcribe, clip, with_features=want_features)
+
+    async def _analyze_image(self, image: ImageInput) -> ImageAnalysis:
+        return await asyncio.to_thread(self.image_analyzer.analyze, image)
+
+    async def _store_image(self, image: ImageInput) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        image.rgb.save(buffer, format="PNG")  # re-encoded: metadata already stripped
+        await self.dialogue.put_blob(image.sha256, buffer.getvalue(), content_type="image/png")
+
+    async def _understand(
+        self, text: str, transcript: Transcript | None, image: ImageAnalysis | None
+    ) -> tuple[NluResult | None, KnowledgeHit | None]:
+        if not text and image is None:
+            return None, None
+        return await asyncio.to_thread(self._understand_sync, text, transcript, image)
+
+    def _understand_sync(
+        self, text: str, transcript: Transcript | None, image: ImageAnalysis | None
+    ) -> tuple[NluResult | None, KnowledgeHit | None]:
+        model = self.nlu
+        if self._fusion is not None and (transcript is not None or image is not None):
+            nlu = self._fusion.understand(text=text, transcript=transcript, image=image)
+            embedding = None
+        elif text:
+            nlu, embedding = model.understand_with_embedding(text)
+        else:
+            nlu, embedding = None, None
+        if image is not None and image.ocr_text and (nlu is None or nlu.confidence < IMAGE_TEXT_MIN_CONFIDENCE):
+            nlu = _prefer_image_reading(nlu, model.understand(_image_prompt(image)))
+        if nlu is None:
+            return None, None
+        knowledge = None
+        if self._knowledge is not None and text:
+            hits = (
+                self._knowledge.search_vector(embedding, k=1)
+                if embedding is not None
+                else self._knowledge.search(text, k=1)
+            )
+            knowledge = hits[0] if hits else None
+        entities = extract_entities(text) if text else ()
+        return replace(nlu, entities=tuple(nlu.entities) + tuple(entities)), knowledge
+
+
+def _text_of(turn: UserTurn, transcript: Transcript | None) -> str:
+    parts = [p for p in (turn.text, transcript.text.strip() if transcript else None) if p]
+    return " ".join(parts)
+
+
+def _image_prompt(image: ImageAnalysis) -> str:
+    """What the image says, as a sentence the text model can read (first combination, no fusion)."""
+    message = image.field("error_message")
+    if message:
+        return message
+    if image.kind == "receipt":
+        return "I was charged for this receipt"
+    return image.ocr_text[:300]
+
+
+def _prefer_image_reading(text_nlu: NluResult | None, image_nlu: NluResult) -> NluResult:
+    if text_nlu is None or image_nlu.confidence > text_nlu.confidence:
+        return replace(
+            image_nlu,
+            path="rules",
+            sentiment=text_nlu.sentiment if text_nlu else image_nlu.sentiment,
+            sentiment_score=text_nlu.sentiment_score if text_nlu else image_nlu.sentiment_score,
+            emotion=text_nlu.emotion if text_nlu else image_nlu.emotion,
+        )
+    return text_nlu
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+def load_agent(config: AgentConfig | None = None) -> Agent:
+    """Build an agent from configuration. Models load in ``Agent.start()`` (or lazily)."""
+    from dialogue.domain import load_domain
+    from dialogue.service import DialogueService, make_store
+
+    config = config or AgentConfig.from_env()
+    domain = load_domain(config.domain.path).with_overrides(config.policy)
+    store = make_store(config.store)  # Redis when AGENT_REDIS_URL is set, else in memory
+    dialogue = DialogueService(store, domain, max_retries=config.store.max_retries)
+    return Agent(
+        config=config,
+        dialogue=dialogue,
+        nlu_loader=lambda: _load_nlu(config),  # the fine-tuned text model (trained on first start)
+        knowledge_builder=lambda nlu: _build_knowledge(domain, nlu),  # KB index, same encoder
+        recognizer_factory=lambda: _speech().load_recognizer(config.asr),  # Whisper
+        synthesizer_factory=lambda: _tts().load_synthesizer(config.tts),  # Piper or espeak-ng
+        vad_factory=lambda: _vad().load_vad(config.vad),  # Silero, one per call
+        image_analyzer_factory=lambda: _vision().load_image_analyzer(
+            config.vision, config.nlu.cache_dir
+        ),  # encoder + OCR + kind + fields
+        fusion_loader=lambda: _load_fusion(config),  # learned fusion when a trained one exists
+    )
+
+
+def _load_nlu(config: AgentConfig) -> Any:
+    import torch
+
+    from models.default_model import ensure_default_model
+    from models.nlu import NluModel
+
+    if config.nlu.threads > 0:
+        torch.set_num_threads(config.nlu.threads)
+    model_dir = config.nlu.model_dir
+    if model_dir is None:
+        model_dir = ensure_default_model(config.domain.path, config.nlu.cache_dir, progress=True)
+    return NluModel.from_pretrained(
+        model_dir, device=config.nlu.device, quantize=config.nlu.quantize, max_seq_len=config.nlu.max_seq_len
+    )
+
+
+def _build_knowledge(domain: Any, nlu: Any) -> Any:
+    from models.knowledge import KnowledgeIndex
+
+    entries = [(e.id, (e.question, *e.alternatives), e.answer) for e in domain.knowledge]
+    if not entries:
+        return None
+    return KnowledgeIndex.build(entries, nlu.embed)
+
+
+def _load_fusion(config: AgentConfig) -> Any:
+    try:
+        from models import fusion
+    except ImportError:
+        return None
+    loader = getattr(fusion, "load_fusion_model", None)
+    return loader(config) if loader is not None else None
+
+
+def _speech() -> Any:
+    from models import speech
+
+    return speech
+
+
+def _tts() -> Any:
+    from models import tts
+
+    return tts
+
+
+def _vad() -> Any:
+    from models import vad
+
+    return vad
+
+
+def _vision() -> Any:
+    from models import image_kind
+
+    return image_kind
