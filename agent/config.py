@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
+from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
 
@@ -145,6 +146,8 @@ class AsrConfig:
     beam_size: int = 1
     no_speech_threshold: float = 0.6
     low_logprob_threshold: float = -1.0  # below this average log-probability: low confidence
+    cpu_threads: int = 2  # CTranslate2 / torch threads of the recognizer
+    cache_dir: Path = DEFAULT_CACHE_DIR  # assembled Whisper base, converted openai-whisper checkpoints
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.no_speech_threshold <= 1.0:
@@ -160,6 +163,8 @@ class VadConfig:
     max_turn_ms: int = 15_000
     min_speech_ms: int = 200
     barge_in_min_speech_ms: int = 240
+    tail_ms: int = 200  # silence kept after the last voiced frame; transcription may start then
+    preroll_ms: int = 300  # audio kept from before speech was detected
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +172,7 @@ class TtsConfig:
     backend: str = "auto"  # "auto" | "piper" | "espeak-ng"
     voice: str = "en-us"
     rate_wpm: int = 165
+    cpu_threads: int = 1  # onnxruntime threads of the Piper voice
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,6 +186,11 @@ class TelephonyConfig:
     audiosocket_port: int = 0  # 0: AudioSocket server disabled
     caller_hash_salt: Secret = field(default_factory=lambda: Secret("support-agent"))
     max_frame_bytes: int = 64_000
+    frame_lead_ms: int = 60  # reply audio is sent this far ahead of real time
+    send_timeout_s: float = 2.0  # a gateway that takes longer to accept a frame loses the call
+    max_protocol_errors: int = 50  # malformed messages ignored per call before it is closed
+    speculative_transcription: bool = True  # start Whisper once the utterance's tail is in
+    max_calls: int = 64  # simultaneous calls per process; more are refused
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,6 +209,31 @@ class RasaConfig:
     runtime_url: str = ""  # empty: call the runtime in-process
     attachment_allow_list: tuple[str, ...] = ()  # URL prefixes attachments may be fetched from
     max_attachment_bytes: int = 10_000_000
+    attachment_timeout_s: float = 5.0  # whole fetch of one attachment URL
+    runtime_timeout_s: float = 60.0  # one call to the runtime over HTTP (runtime_url)
+    action_host: str = "127.0.0.1"  # where `agent rasa-actions` listens; 0.0.0.0 for other hosts
+    max_webhook_bytes: int = 50_000_000  # a webhook body (after deflate); Rasa sends the whole tracker
+    start_timeout_s: float = 300.0  # how long an action waits for the text model to load
+    agent_factory: str = ""  # "module:function" returning an Agent for a config; empty: load_agent
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.action_port <= 65535:
+            problems.append(f"rasa.action_port must be in [0, 65535], got {self.action_port}")
+        if self.runtime_url and not self.runtime_url.startswith(("http://", "https://")):
+            problems.append(f"rasa.runtime_url must start with http:// or https://, got {self.runtime_url[:40]!r}")
+        if self.max_attachment_bytes <= 0 or self.max_webhook_bytes <= 0:
+            problems.append("rasa.max_attachment_bytes and rasa.max_webhook_bytes must be positive")
+        if min(self.attachment_timeout_s, self.runtime_timeout_s, self.start_timeout_s) <= 0:
+            problems.append("rasa timeouts must be positive seconds")
+        for entry in self.attachment_allow_list:
+            parts = urlsplit(entry)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
+                problems.append(f"rasa.attachment_allow_list entries must be http(s) URLs with a host, got {entry[:60]!r}")
+        if self.agent_factory and ":" not in self.agent_factory:
+            problems.append(f"rasa.agent_factory must look like 'module:function', got {self.agent_factory[:60]!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,7 @@ from agent.errors import InvalidInput, PayloadTooLarge, Unauthorized
 from agent.messages import ImageInput, UserTurn
 from agent.runtime import Agent
 from agent.serialize import rasa_messages, turn_json
-from agent.server import BadRequest, check_id, optional_str, read_json
+from agent.server import BadRequest, UnsupportedMediaType, check_id, optional_str, read_json
 
 TURN_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -66,8 +66,8 @@ def _add_turns(app: FastAPI, agent: Agent) -> None:
             data = await read_json(request, max_bytes=server.max_json_bytes)
             turn = _json_turn(conversation_id, data, channel="api")
         else:
-            raise InvalidInput(
-                f"content type must be application/json or multipart/form-data, got {content_type!r}"
+            raise UnsupportedMediaType(
+                f"content type must be application/json or multipart/form-data, got {content_type[:60]!r}"
             )
         try:
             result = await agent.handle_turn(turn)
@@ -78,16 +78,41 @@ def _add_turns(app: FastAPI, agent: Agent) -> None:
 
     @app.post("/webhooks/rest/webhook", tags=["rasa"])
     async def rasa_rest(request: Request) -> JSONResponse:
-        """Rasa's REST channel: ``{"sender", "message", "metadata"?}`` -> list of bot messages."""
-        data = await read_json(request, max_bytes=server.max_json_bytes)
+        """Rasa's REST channel: ``{"sender", "message"?, "metadata"?}`` -> list of bot messages.
+
+        ``metadata.image`` / ``metadata.audio`` carry an attachment, as a URL on
+        ``rasa.attachment_allow_list`` or as base64 (docs/rasa.md); ``metadata.user_id`` names the
+        customer. Replies carry ``buttons`` and ``image`` where the answer has them.
+        """
+        import asyncio
+        from dataclasses import replace
+
+        from agent.channels.rasa_attachments import AttachmentLimits, load_attachments
+        from agent.channels.rasa_client import decode_attachments
+
+        rasa = agent.config.rasa
+        base64_room = 2 * (rasa.max_attachment_bytes * 4 // 3 + 4)  # an image and an audio clip
+        data = await read_json(request, max_bytes=min(server.max_body_bytes, server.max_json_bytes + base64_room))
         sender = optional_str(data, "sender")
         if sender is None:
             raise InvalidInput("'sender' is required: the conversation id of the Rasa REST channel")
         check_id(sender, "sender")
-        if "message" not in data:
-            raise InvalidInput("'message' is required: the customer's text")
-        turn = _json_turn(sender, {"text": data["message"], "user_id": data.get("user_id"),
-                                   "metadata": data.get("metadata")}, channel="rest")
+        metadata = data.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInput(f"'metadata' must be a JSON object, got {type(metadata).__name__}")
+        metadata = metadata or {}
+        limits = AttachmentLimits(allow_list=rasa.attachment_allow_list, max_bytes=rasa.max_attachment_bytes,
+                                  timeout_s=rasa.attachment_timeout_s)
+        attachments = await load_attachments(metadata, limits)
+        if data.get("message") is None and not attachments:
+            raise InvalidInput("'message' is required: the customer's text (or an attachment in 'metadata')")
+        turn = _json_turn(sender, {
+            "text": data.get("message", ""), "user_id": data.get("user_id", metadata.get("user_id")),
+            "metadata": {k: v for k, v in metadata.items() if k not in ("image", "audio")},
+        }, channel="rest")
+        if attachments:
+            image, audio = await asyncio.to_thread(decode_attachments, attachments, agent.config)
+            turn = replace(turn, text=turn.text if (turn.text or "").strip() else None, image=image, audio=audio)
         result = await agent.handle_turn(turn)
         return JSONResponse(rasa_messages(sender, result))
 

@@ -98,17 +98,20 @@ def _reason(decision: Any) -> str:
 
 
 def rasa_messages(sender: str, result: TurnResult) -> list[dict[str, Any]]:
-    """Rasa REST channel reply: a list of ``{"recipient_id", "text"?, "buttons"?, "image"?, "custom"?}``."""
+    """Rasa REST channel reply, as Rasa's own ``CollectingOutputChannel`` makes it: a text message
+    ``{"recipient_id", "text", "buttons"?, "custom"}`` and, when the answer has an image, a second
+    message ``{"recipient_id", "image"}``. ``custom`` holds what the runtime decided. No reply: ``[]``."""
     decision = result.decision
     text = reply_text(decision)
     if text is None:
         return []
     message: dict[str, Any] = {"recipient_id": sender, "text": text}
+    image: dict[str, Any] | None = None
     if isinstance(decision, Answer):
         if decision.buttons:
             message["buttons"] = [{"title": b, "payload": b} for b in decision.buttons]
         if decision.image_url:
-            message["image"] = decision.image_url
+            image = {"recipient_id": sender, "image": decision.image_url}
     message["custom"] = {
         "decision": decision_kind(decision),
         "intent": result.nlu.intent if result.nlu else None,
@@ -117,4 +120,4 @@ def rasa_messages(sender: str, result: TurnResult) -> list[dict[str, Any]]:
     }
     if isinstance(decision, Handoff):
         message["custom"]["handoff"] = {"id": decision.handoff_id, "reason": decision.reason.value}
-    return [message]
+    return [message] if image is None else [message, image]

@@ -57,6 +57,10 @@ class BadRequest(InvalidInput):
     """The body is not what the content type says (HTTP 400)."""
 
 
+class UnsupportedMediaType(InvalidInput):
+    """The body's content type is not one the endpoint takes (HTTP 415)."""
+
+
 def check_id(value: str, what: str) -> str:
     if not ID_PATTERN.match(value):
         raise InvalidInput(
@@ -107,6 +111,8 @@ def error_response(error: AgentError) -> JSONResponse:
             break
     if isinstance(error, BadRequest):
         status = 400
+    elif isinstance(error, UnsupportedMediaType):
+        status = 415
     headers = {"Retry-After": "5"} if status == 503 else None
     return JSONResponse({"error": str(error)}, status_code=status, headers=headers)
 
@@ -119,6 +125,8 @@ async def read_json(request: Request, *, max_bytes: int) -> dict[str, Any]:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadRequest(f"request body is not valid JSON (line {getattr(e, 'lineno', '?')})") from None
+    except RecursionError:
+        raise BadRequest("request body is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest(f"request body must be a JSON object, got a JSON {type(data).__name__}")
     return data

@@ -13,6 +13,7 @@ import math
 import subprocess
 
 import numpy as np
+from scipy.signal import resample_poly  # imported up front: it takes seconds the first time
 
 from agent.errors import InvalidInput
 from agent.messages import AudioClip
@@ -102,8 +103,6 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     x = np.asarray(samples, dtype=np.float32)
     if from_hz == to_hz or len(x) == 0:
         return x.copy()
-    from scipy.signal import resample_poly
-
     g = math.gcd(from_hz, to_hz)
     return resample_poly(x, to_hz // g, from_hz // g).astype(np.float32)
 

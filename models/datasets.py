@@ -188,6 +188,21 @@ def read_examples(path: Path, *, task: str = "intent") -> list[Example]:
     return read_intent_csv(path) if task == "intent" else read_affect_csv(path, task=task)
 
 
+def read_labelled(path: Path) -> list[Example]:
+    """Evaluation data of any kind: the domain YAML, an intent CSV or a sentiment/emotion CSV
+    (chosen by its header)."""
+    path = Path(path)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from models.domain_data import read_domain
+
+        return read_domain(path).examples()
+    text = read_text(path)
+    header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text, newline="")), [])]
+    if _pick(header, INTENT_COLUMNS) is not None:
+        return read_intent_csv(path)
+    return read_affect_csv(path)
+
+
 # --- splitting and checks -------------------------------------------------------------------
 
 
@@ -216,18 +231,21 @@ def stratified_split(
     examples: Sequence[Example], *, task: str, val_fraction: float, test_fraction: float, seed: int
 ) -> Split:
     """Per class: shuffle, then ``max(1, round(n * fraction))`` to test and to validation, the
-    rest to training. Examples without a ``task`` label are split at random in the same shares.
+    rest to training. Examples without a ``task`` label are grouped by their other labels and
+    split in the same shares, without the minimum of 1.
     Call ``check_class_sizes`` first: every class needs 1 example per non-empty part."""
     rng = random.Random(seed)
-    groups: dict[str | None, list[Example]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[Example]] = defaultdict(list)
     for ex in examples:
-        groups[ex.label(task)].append(ex)
+        primary = ex.label(task)
+        key = (primary, "", "") if primary is not None else ("", ex.sentiment or "", ex.emotion or "")
+        groups[key].append(ex)
     parts: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
-    for label in sorted(groups, key=lambda x: (x is None, x or "")):
-        items = groups[label][:]
+    for key in sorted(groups):
+        items = groups[key][:]
         rng.shuffle(items)
         n = len(items)
-        floor = 0 if label is None else 1
+        floor = 1 if key[0] else 0
         n_test = max(floor, round(n * test_fraction)) if test_fraction > 0 else 0
         n_val = max(floor, round(n * val_fraction)) if val_fraction > 0 else 0
         parts["test"] += items[:n_test]

@@ -1,0 +1,1 @@
+"""Tracker stores: ``InMemoryTrackerStore`` and ``RedisTrackerStore`` behind one ``TrackerStore`` protocol."""

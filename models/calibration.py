@@ -1,0 +1,158 @@
+"""Confidence calibration and out-of-scope scoring, on numpy arrays of logits.
+
+* Temperature scaling (Guo et al. 2017): one scalar ``T`` per head, fitted on validation logits by
+  minimising the negative log-likelihood; probabilities are ``softmax(logits / T)``.
+* Expected calibration error (ECE), 15 equal-width confidence bins.
+* Out-of-scope: a raw score, higher = less like any known intent: with an explicit ``oos`` class
+  the log-odds ``z_oos - logsumexp(z_in)``; without one, the energy ``-logsumexp(z_in)`` (Liu et
+  al. 2020), or ``-max(z_in)`` / ``-max softmax``. Squashed to [0, 1] by ``sigmoid(a * raw + b)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy.special import expit, logsumexp, softmax
+
+OOS_METHODS = ("energy", "maxlogit", "msp")
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 200) -> float:
+    """The temperature in [0.05, 20] that minimises NLL of ``labels`` (N,) under ``logits`` (N, C)."""
+    if len(labels) == 0:
+        return 1.0
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.detach().exp())
+    return float(min(max(t, 0.05), 20.0)) if math.isfinite(t) else 1.0
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 15) -> float:
+    """ECE of the top-1 confidence: sum over bins of |accuracy - confidence| weighted by bin share."""
+    if len(labels) == 0:
+        return float("nan")
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def oos_raw(logits: np.ndarray, *, temperature: float, method: str, oos_index: int | None) -> np.ndarray:
+    """(N, C) logits -> (N,) raw out-of-scope scores, higher = more out of scope."""
+    z = logits / temperature
+    keep = [i for i in range(z.shape[1]) if i != oos_index]
+    z_in = z[:, keep]
+    if oos_index is not None:
+        return z[:, oos_index] - logsumexp(z_in, axis=1)
+    if method == "energy":
+        return -logsumexp(z_in, axis=1)
+    if method == "maxlogit":
+        return -z_in.max(axis=1)
+    if method == "msp":
+        return -softmax(z_in, axis=1).max(axis=1)
+    raise ValueError(f"oos method {method!r}: expected one of {OOS_METHODS}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OosCalibration:
+    """``oos_score = sigmoid(slope * raw + offset)``; ``threshold`` applies to ``oos_score``."""
+
+    method: str
+    slope: float
+    offset: float
+    threshold: float
+    fitted_on: str  # "in_scope_quantile" | "platt"
+
+    def score(self, raw: np.ndarray) -> np.ndarray:
+        return expit(self.slope * raw + self.offset)
+
+    def to_dict(self) -> dict[str, float | str]:
+        return asdict(self)
+
+
+def rejection_threshold(scores: np.ndarray, correct: np.ndarray, *, max_drop: float = 0.01) -> float:
+    """The lowest score threshold (reject when score > t) that keeps in-scope accuracy within
+    ``max_drop`` of the accuracy without rejection. ``scores``, ``correct``: (N,) of in-scope data."""
+    n = len(scores)
+    ok = np.sort(scores[correct.astype(bool)])
+    if n == 0 or len(ok) == 0:
+        return float("inf")
+    may_reject = max_drop * n  # correct examples that may be rejected (fractional: interpolate)
+    q = max(0.0, 1.0 - may_reject / len(ok))
+    return float(np.quantile(ok, q))
+
+
+def fit_oos(
+    raw_in: np.ndarray, correct_in: np.ndarray, raw_oos: np.ndarray, *, method: str, max_drop: float = 0.01
+) -> OosCalibration:
+    """Map raw scores to [0, 1] and choose the threshold by the 1-point rule on validation.
+
+    With at least 5 out-of-scope validation examples the map is Platt scaling (class-balanced
+    logistic regression on the raw score); without, a sigmoid centred on the raw threshold with
+    the spread of in-scope scores as its unit, so that the threshold is 0.5."""
+    raw_t = rejection_threshold(raw_in, correct_in, max_drop=max_drop)
+    spread = float(np.std(raw_in)) or 1.0
+    if len(raw_oos) >= 5 and len(raw_in) >= 5:
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.concatenate([raw_in, raw_oos])[:, None]
+        y = np.concatenate([np.zeros(len(raw_in)), np.ones(len(raw_oos))])
+        lr = LogisticRegression(class_weight="balanced", C=10.0).fit(x, y)
+        slope, offset = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        if slope > 0:
+            return OosCalibration(method=method, slope=slope, offset=offset,
+                                  threshold=float(expit(slope * raw_t + offset)), fitted_on="platt")
+    if not math.isfinite(raw_t):
+        return OosCalibration(method=method, slope=1.0 / spread, offset=0.0, threshold=1.0,
+                              fitted_on="in_scope_quantile")
+    return OosCalibration(method=method, slope=1.0 / spread, offset=-raw_t / spread, threshold=0.5,
+                          fitted_on="in_scope_quantile")
+
+
+def oos_metrics(scores: np.ndarray, is_oos: np.ndarray, correct: np.ndarray, *,
+                threshold: float | None = None, max_drop: float = 0.01) -> dict[str, float]:
+    """AUROC of ``scores`` for OOS vs in-scope, and OOS recall at the 1-point threshold chosen on
+    these data (and at ``threshold`` when given). ``correct``: in-scope prediction right (N,)."""
+    from sklearn.metrics import roc_auc_score
+
+    is_oos = is_oos.astype(bool)
+    inn = ~is_oos
+    closed = float(correct[inn].mean()) if inn.any() else float("nan")
+    out: dict[str, float] = {"n_in_scope": int(inn.sum()), "n_oos": int(is_oos.sum()),
+                             "closed_set_accuracy": closed}
+    if not is_oos.any() or not inn.any():
+        return out
+    out["auroc"] = float(roc_auc_score(is_oos, scores))
+    t = rejection_threshold(scores[inn], correct[inn], max_drop=max_drop)
+    out.update(_at(scores, is_oos, correct, t, "at_1pt"))
+    if threshold is not None:
+        out.update(_at(scores, is_oos, correct, threshold, "at_model_threshold"))
+    return out
+
+
+def _at(scores: np.ndarray, is_oos: np.ndarray, correct: np.ndarray, t: float, tag: str) -> dict[str, float]:
+    inn = ~is_oos
+    accepted = scores <= t
+    return {
+        f"threshold_{tag}": float(t),
+        f"oos_recall_{tag}": float((~accepted[is_oos]).mean()),
+        f"in_scope_accuracy_{tag}": float((correct[inn] & accepted[inn]).mean()),
+    }

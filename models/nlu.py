@@ -1,0 +1,225 @@
+"""``NluModel``: the fine-tuned text model at run time, and its directory format.
+
+One forward pass of the multi-head model gives the intent ranking (temperature-calibrated), the
+out-of-scope score, sentiment (+ score in [-1, 1]), emotion and the sentence embedding.
+
+A model directory holds ``model.safetensors`` (all weights), ``config.json`` (encoder), the
+tokenizer files, ``nlu.json`` (label maps, temperatures, out-of-scope calibration and threshold,
+training config, sha256 of the training data; written last, it marks the directory complete),
+``metrics.json`` and, after training, reports and PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import softmax
+
+from agent.errors import DependencyUnavailable, InvalidInput
+from agent.messages import EMOTIONS, SENTIMENTS, IntentScore, NluResult
+from models.artifacts import META_FILE, atomic_dir, write_json
+from models.calibration import OosCalibration, oos_raw
+from models.datasets import OOS_LABEL
+from models.finetune import collate
+from models.text_encoder import MultiHeadTextModel
+
+FORMAT_VERSION = 1
+CODE_VERSION = "nlu-2026.1"  # part of the default model's cache key: bump when training changes
+RANKING_SIZE = 5
+INFER_BATCH = 64
+
+
+class NluModel:
+    """Intent, calibrated confidence, out-of-scope score, sentiment, emotion and embedding."""
+
+    labels: tuple[str, ...]  # intent labels, without ``oos``
+    oos_threshold: float
+
+    def __init__(self, model: MultiHeadTextModel, tokenizer: Any, meta: dict[str, Any], *,
+                 max_seq_len: int = 64, quantized: bool = False) -> None:
+        self._model = model.eval()
+        self._tokenizer = tokenizer
+        self.meta = meta
+        self.max_seq_len = max_seq_len
+        self.quantized = quantized
+        heads = meta["heads"]
+        self._intents: tuple[str, ...] = tuple(heads.get("intent", ()))
+        self.intent_classes = self._intents  # the intent head's classes, ``oos`` included if trained
+        self._oos_index = self._intents.index(OOS_LABEL) if OOS_LABEL in self._intents else None
+        self._in_scope = [i for i, name in enumerate(self._intents) if name != OOS_LABEL]
+        self.labels = tuple(self._intents[i] for i in self._in_scope)
+        self.temperatures: dict[str, float] = {k: float(v) for k, v in meta.get("temperatures", {}).items()}
+        oos = meta.get("oos")
+        self.oos = OosCalibration(**oos) if oos else None
+        self.oos_threshold = float(meta.get("oos_threshold", 1.0))
+
+    # --- loading and saving -----------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str = "cpu", quantize: bool = False,
+                        max_seq_len: int = 64) -> NluModel:
+        """Load a model directory. ``quantize``: dynamic int8 for the Linear layers (CPU only)."""
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel
+
+        from models.text_encoder import load_tokenizer
+
+        path = Path(path)
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            raise DependencyUnavailable(f"model directory {path}: {META_FILE} not found; expected a "
+                                        "directory written by `agent train` (or save_pretrained)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT_VERSION:
+            raise DependencyUnavailable(f"model directory {path}: format {meta.get('format')!r}, "
+                                        f"expected {FORMAT_VERSION}; retrain the model")
+        if not 8 <= max_seq_len <= 512:
+            raise InvalidInput(f"max_seq_len must be in [8, 512], got {max_seq_len}")
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(path)))
+        sizes = {name: len(labels) for name, labels in meta["heads"].items()}
+        model = MultiHeadTextModel(encoder, head_sizes=sizes, dropout=float(meta.get("dropout", 0.1)))
+        model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+        model.eval()
+        if quantize:
+            if device != "cpu":
+                raise InvalidInput(f"quantize=True needs device 'cpu', got {device!r}")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model.to(device)
+        return cls(model, load_tokenizer(path), meta, max_seq_len=max_seq_len, quantized=quantize)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the model directory atomically (a temporary sibling renamed at the end)."""
+        with atomic_dir(Path(path)) as tmp:
+            self.write_to(tmp)
+
+    def write_to(self, directory: Path, *, metrics: dict[str, Any] | None = None) -> None:
+        """Weights, encoder config, tokenizer, metrics, then ``nlu.json`` last."""
+        from safetensors.torch import save_file
+
+        if self.quantized:
+            raise InvalidInput("a quantized model cannot be saved; save the fp32 model and quantize at load")
+        state = {k: v.detach().contiguous().cpu() for k, v in self._model.state_dict().items()}
+        save_file(state, str(directory / "model.safetensors"))
+        self._model.encoder.config.to_json_file(str(directory / "config.json"))
+        self._tokenizer.save_pretrained(str(directory))
+        if metrics is not None:
+            write_json(directory / "metrics.json", metrics)
+        write_json(directory / META_FILE, self.meta)
+
+    # --- inference --------------------------------------------------------------------------
+
+    @property
+    def module(self) -> MultiHeadTextModel:
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def _check(self, texts: Sequence[str]) -> None:
+        if isinstance(texts, str):
+            raise InvalidInput("texts: expected a sequence of strings, got one string")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                got = type(text).__name__ if not isinstance(text, str) else "an empty string"
+                raise InvalidInput(f"text #{i}: expected a non-empty string, got {got}")
+
+    def forward(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Raw logits per head and pooled embeddings, (n, C) / (n, d) float32, in input order."""
+        self._check(texts)
+        ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_seq_len)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if len(ids) > 1 else [0]
+        parts: dict[str, list[np.ndarray]] = {}
+        with torch.inference_mode():
+            for start in range(0, len(order), INFER_BATCH):
+                idx = order[start : start + INFER_BATCH]
+                out = self._model(*collate([ids[i] for i in idx]))
+                for name in ("pooled", *self._model.heads.keys()):
+                    parts.setdefault(name, []).append(getattr(out, name).float().numpy())
+        inverse = np.argsort(np.array(order))
+        return {name: np.concatenate(chunks)[inverse] for name, chunks in parts.items()}
+
+    def probabilities(self, head: str, logits: np.ndarray) -> np.ndarray:
+        return softmax(logits / self.temperatures.get(head, 1.0), axis=-1)
+
+    def oos_scores(self, intent_logits: np.ndarray) -> np.ndarray:
+        """(n, C) intent logits -> (n,) out-of-scope scores in [0, 1]."""
+        if self.oos is None:
+            return np.zeros(len(intent_logits))
+        raw = oos_raw(intent_logits, temperature=self.temperatures.get("intent", 1.0),
+                      method=self.oos.method, oos_index=self._oos_index)
+        return self.oos.score(raw)
+
+    def _results(self, out: dict[str, np.ndarray]) -> list[NluResult]:
+        n = len(out["pooled"])
+        intent_p = self.probabilities("intent", out["intent"]) if "intent" in out else None
+        oos = self.oos_scores(out["intent"]) if "intent" in out else np.ones(n)
+        sent_p = self.probabilities("sentiment", out["sentiment"]) if "sentiment" in out else None
+        emo_p = self.probabilities("emotion", out["emotion"]) if "emotion" in out else None
+        results = []
+        for i in range(n):
+            fields: dict[str, Any] = {"intent": OOS_LABEL, "confidence": 0.0, "oos_score": float(oos[i])}
+            if intent_p is not None and self._in_scope:
+                p = intent_p[i, self._in_scope]
+                top = np.argsort(-p)[:RANKING_SIZE]
+                ranking = tuple(IntentScore(intent=self.labels[j], confidence=float(p[j])) for j in top)
+                fields.update(intent=ranking[0].intent, confidence=ranking[0].confidence, ranking=ranking)
+            if sent_p is not None:
+                s = sent_p[i]
+                fields.update(sentiment=SENTIMENTS[int(s.argmax())],
+                              sentiment_score=float(np.clip(s[2] - s[0], -1.0, 1.0)))
+            if emo_p is not None:
+                fields.update(emotion=EMOTIONS[int(emo_p[i].argmax())], emotion_confidence=float(emo_p[i].max()))
+            results.append(NluResult(**fields))
+        return results
+
+    def understand(self, text: str) -> NluResult:
+        """One message -> NluResult (entities empty; the runtime adds them)."""
+        return self._results(self.forward([text]))[0]
+
+    def understand_with_embedding(self, text: str) -> tuple[NluResult, np.ndarray]:
+        """NluResult and the (d,) float32 L2-normalised sentence embedding, from one forward pass."""
+        out = self.forward([text])
+        return self._results(out)[0], _normalise(out["pooled"])[0]
+
+    def understand_batch(self, texts: Sequence[str]) -> list[NluResult]:
+        return self._results(self.forward(texts)) if len(texts) else []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, d) float32 L2-normalised sentence embeddings (the knowledge base's space)."""
+        if len(texts) == 0:
+            return np.zeros((0, self._model.dim), dtype=np.float32)
+        return _normalise(self.forward(texts)["pooled"])
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def build_meta(*, heads: dict[str, tuple[str, ...]], temperatures: dict[str, float],
+               oos: OosCalibration | None, training: dict[str, Any], dropout: float,
+               max_seq_len: int) -> dict[str, Any]:
+    """The ``nlu.json`` contents."""
+    from models.text_encoder import BASE_MODEL_NAME
+
+    return {
+        "format": FORMAT_VERSION,
+        "code_version": CODE_VERSION,
+        "base_model": BASE_MODEL_NAME,
+        "heads": {k: list(v) for k, v in heads.items()},
+        "sentiment_labels": list(SENTIMENTS),
+        "emotion_labels": list(EMOTIONS),
+        "temperatures": temperatures,
+        "oos": oos.to_dict() if oos else None,
+        "oos_threshold": oos.threshold if oos else 1.0,
+        "dropout": dropout,
+        "max_seq_len": max_seq_len,
+        "embedding": "mean-pooled last layer of the fine-tuned encoder, L2-normalised",
+        "training": training,
+    }

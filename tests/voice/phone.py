@@ -1,0 +1,425 @@
+"""Test helpers that play the telephone network's part: speech made with espeak-ng, 8 kHz coding,
+a fake agent with the runtime's API, and clients that speak the Twilio and AudioSocket protocols
+over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.config import AgentConfig
+from agent.messages import Answer, AudioClip, Handoff, HandoffReason, TurnResult, UserTurn
+from modalities.audio import (
+    TELEPHONE_RATE,
+    float32_to_mulaw,
+    float32_to_pcm16_bytes,
+    resample,
+)
+
+
+def espeak_8k(text: str, *, voice: str = "en-us", rate_wpm: int = 160) -> np.ndarray:
+    """``text`` spoken by espeak-ng, as 8 kHz float32 (what a phone line carries)."""
+    import io
+
+    import soundfile as sf
+
+    wav = subprocess.run(["espeak-ng", "--stdout", "-v", voice, "-s", str(rate_wpm)], input=text.encode(),
+                         capture_output=True, check=True, timeout=30).stdout
+    samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    return resample(samples, int(rate), TELEPHONE_RATE) * 0.8
+
+
+def read_8k(path: Path) -> np.ndarray:
+    import soundfile as sf
+
+    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return resample(samples.mean(axis=1), int(rate), TELEPHONE_RATE)
+
+
+def silence_8k(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * TELEPHONE_RATE), dtype=np.float32)
+
+
+HANDOFF_TEXT = "I'm passing you to a colleague who can help."
+
+
+class FakeVoiceAgent:
+    """The runtime's voice-facing API (config, handle_turn, recognizer, synthesizer, vad_factory)
+    with real Whisper, real TTS and real VAD, and keyword intents (tests.fakes.FakeNlu)."""
+
+    def __init__(self, config: AgentConfig | None = None, *, fail_turns: int = 0, slow_s: float = 0.0,
+                 recognizer: Any = None) -> None:
+        from tests.fakes import FakeNlu
+
+        self.config = config or AgentConfig()
+        self._recognizer = recognizer
+        self.nlu = FakeNlu()
+        self.turns: list[UserTurn] = []
+        self.results: list[TurnResult] = []
+        self.fail_turns = fail_turns  # the first N turns raise, as a broken store would
+        self.slow_s = slow_s
+
+    @property
+    def recognizer(self) -> Any:
+        from models.speech import load_recognizer
+
+        if self._recognizer is not None:
+            return self._recognizer
+        return load_recognizer(self.config.asr)
+
+    @property
+    def synthesizer(self) -> Any:
+        from models.tts import load_synthesizer
+
+        return load_synthesizer(self.config.tts)
+
+    @property
+    def vad_factory(self) -> Any:
+        from models.vad import load_vad
+
+        return lambda: load_vad(self.config.vad)
+
+    async def handle_turn(self, turn: UserTurn) -> TurnResult:
+        self.turns.append(turn)
+        if self.slow_s:
+            await asyncio.sleep(self.slow_s)
+        if self.fail_turns > 0:
+            self.fail_turns -= 1
+            raise ConnectionError("state store unavailable")
+        transcript = await asyncio.to_thread(self.recognizer.transcribe, turn.audio) if turn.audio else None
+        text = transcript.text if transcript else (turn.text or "")
+        nlu = self.nlu.understand(text) if text else None
+        if turn.dtmf == "0" or (nlu is not None and nlu.intent == "talk_to_human"):
+            decision: Any = Handoff(reason=HandoffReason.USER_ASKED, summary="caller asked for a person",
+                                    text=HANDOFF_TEXT)
+        elif nlu is not None and nlu.intent == "lost_or_stolen_card":
+            decision = Answer(text="I've frozen your card. A new one will arrive in three to five days.",
+                              intent=nlu.intent)
+        else:
+            decision = Answer(text="Sorry, could you say that again?", kind="clarify")
+        result = TurnResult(conversation_id=turn.conversation_id, turn_index=len(self.turns) - 1,
+                            decision=decision, nlu=nlu, transcript=transcript)
+        self.results.append(result)
+        return result
+
+
+@dataclass
+class Heard:
+    """What the phone side received."""
+
+    media_frames: int = 0
+    media_bytes: int = 0
+    marks: list[str] = field(default_factory=list)
+    echoed: list[str] = field(default_factory=list)
+    clears: int = 0
+    first_media_at: list[float] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    closed: bool = False
+
+
+class TwilioPhone:
+    """Plays Twilio's side of a Media Stream over a real WebSocket connection.
+
+    ``say`` queues audio; a sender streams it as 20 ms ``media`` messages (silence when nothing
+    is queued, like a real line), ``speed`` times faster than real time. A receiver collects our
+    media, marks and clears, and echoes each mark once the audio before it has "played".
+    """
+
+    def __init__(self, url: str, *, call_sid: str = "CA" + "1" * 32, stream_sid: str = "MZ" + "2" * 32,
+                 speed: float = 1.0, parameters: dict[str, str] | None = None) -> None:
+        self.url, self.call_sid, self.stream_sid, self.speed = url, call_sid, stream_sid, speed
+        self.parameters = parameters or {}
+        self.heard = Heard()
+        self._queue: list[np.ndarray] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._play_until = 0.0
+        self._pending_marks: list[tuple[float, str]] = []
+        self.sent_samples = 0
+        self.ws: Any = None
+
+    async def __aenter__(self) -> TwilioPhone:
+        import websockets
+
+        self.ws = await websockets.connect(self.url, max_size=2**22)
+        await self.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        await self.send_json({"event": "start", "sequenceNumber": "1", "streamSid": self.stream_sid,
+                              "start": {"streamSid": self.stream_sid, "callSid": self.call_sid,
+                                        "accountSid": "AC" + "3" * 32, "tracks": ["inbound"],
+                                        "customParameters": self.parameters,
+                                        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                                        "channels": 1}}})
+        self._tasks = [asyncio.create_task(self._sender()), asyncio.create_task(self._receiver())]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.hang_up()
+
+    async def hang_up(self, *, send_stop: bool = True) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if send_stop and not self.heard.closed:
+            try:
+                await self.send_json({"event": "stop", "streamSid": self.stream_sid,
+                                      "stop": {"callSid": self.call_sid, "accountSid": "AC" + "3" * 32}})
+            except Exception:
+                pass
+        await self.ws.close()
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    def say(self, samples_8k: np.ndarray) -> None:
+        self._queue.append(np.asarray(samples_8k, dtype=np.float32))
+
+    async def said(self) -> None:
+        """Wait until everything queued has been sent."""
+        while self._queue:
+            await asyncio.sleep(0.01)
+
+    async def dtmf(self, digit: str) -> None:
+        await self.send_json({"event": "dtmf", "streamSid": self.stream_sid, "dtmf": {"digit": digit, "track": "inbound_track"}})
+
+    async def _sender(self) -> None:
+        chunk = 160
+        timestamp = 0
+        started = time.monotonic()
+        n = 0
+        while True:
+            if self._queue:
+                audio = self._queue[0][:chunk]
+                self._queue[0] = self._queue[0][chunk:]
+                if len(self._queue[0]) == 0:
+                    self._queue.pop(0)
+                if len(audio) < chunk:
+                    audio = np.concatenate([audio, np.zeros(chunk - len(audio), np.float32)])
+            else:
+                audio = np.zeros(chunk, np.float32)
+            payload = base64.b64encode(float32_to_mulaw(audio)).decode()
+            await self.send_json({"event": "media", "streamSid": self.stream_sid,
+                                  "media": {"track": "inbound", "chunk": str(n), "timestamp": str(timestamp),
+                                            "payload": payload}})
+            n += 1
+            timestamp += 20
+            self.sent_samples += chunk
+            delay = started + n * 0.02 / self.speed - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._echo_due_marks()
+
+    async def _echo_due_marks(self) -> None:
+        now = time.monotonic()
+        while self._pending_marks and self._pending_marks[0][0] <= now:
+            _, name = self._pending_marks.pop(0)
+            self.heard.echoed.append(name)
+            await self.send_json({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
+
+    async def _receiver(self) -> None:
+        try:
+            async for raw in self.ws:
+                message = json.loads(raw)
+                self.heard.messages.append(message)
+                self._on_message(message)
+        except Exception:
+            pass
+        self.heard.closed = True
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        now = time.monotonic()
+        event = message.get("event")
+        assert message.get("streamSid") == self.stream_sid, message
+        if event == "media":
+            audio = base64.b64decode(message["media"]["payload"])
+            if self._play_until < now:
+                self._play_until = now
+                self.heard.first_media_at.append(now)
+            self._play_until += len(audio) / 8000
+            self.heard.media_frames += 1
+            self.heard.media_bytes += len(audio)
+        elif event == "mark":
+            self.heard.marks.append(message["mark"]["name"])
+            self._pending_marks.append((max(now, self._play_until), message["mark"]["name"]))
+        elif event == "clear":
+            self.heard.clears += 1
+            self._play_until = now
+            self._pending_marks = [(now, name) for _, name in self._pending_marks]
+
+
+async def wait_for(predicate: Any, timeout_s: float, step_s: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step_s)
+    return bool(predicate())
+
+
+class AudioSocketPhone:
+    """Plays Asterisk's side of an AudioSocket connection over a real TCP socket."""
+
+    def __init__(self, host: str, port: int, call_uuid: str, *, speed: float = 1.0) -> None:
+        self.host, self.port, self.call_uuid, self.speed = host, port, call_uuid, speed
+        self.heard = Heard()
+        self.hangup_received = False
+        self._queue: list[np.ndarray] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.reader: Any = None
+        self.writer: Any = None
+        self._last_audio_at = 0.0
+
+    async def __aenter__(self) -> AudioSocketPhone:
+        import uuid
+
+        from agent.channels.audiosocket import KIND_UUID, encode
+
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(encode(KIND_UUID, uuid.UUID(self.call_uuid).bytes))
+        await self.writer.drain()
+        self._tasks = [asyncio.create_task(self._sender()), asyncio.create_task(self._receiver())]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.hang_up()
+
+    async def hang_up(self, *, send_hangup: bool = True) -> None:
+        from agent.channels.audiosocket import HANGUP_FRAME
+
+        for task in self._tasks:
+            task.cancel()
+        if send_hangup and not self.writer.is_closing():
+            try:
+                self.writer.write(HANGUP_FRAME)
+                await self.writer.drain()
+            except ConnectionError:
+                pass
+        self.writer.close()
+
+    def say(self, samples_8k: np.ndarray) -> None:
+        self._queue.append(np.asarray(samples_8k, dtype=np.float32))
+
+    async def said(self) -> None:
+        while self._queue:
+            await asyncio.sleep(0.01)
+
+    async def dtmf(self, digit: str) -> None:
+        from agent.channels.audiosocket import KIND_DTMF, encode
+
+        self.writer.write(encode(KIND_DTMF, digit.encode()))
+        await self.writer.drain()
+
+    async def _sender(self) -> None:
+        from agent.channels.audiosocket import audio_frame
+
+        chunk, n, started = 160, 0, time.monotonic()
+        while True:
+            if self._queue:
+                audio = self._queue[0][:chunk]
+                self._queue[0] = self._queue[0][chunk:]
+                if len(self._queue[0]) == 0:
+                    self._queue.pop(0)
+                audio = np.concatenate([audio, np.zeros(chunk - len(audio), np.float32)])
+            else:
+                audio = np.zeros(chunk, np.float32)
+            self.writer.write(audio_frame(float32_to_pcm16_bytes(audio)))
+            await self.writer.drain()
+            n += 1
+            delay = started + n * 0.02 / self.speed - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def _receiver(self) -> None:
+        from agent.channels.audiosocket import HEADER_BYTES, KIND_AUDIO, KIND_HANGUP, parse_header
+
+        try:
+            while True:
+                kind, length = parse_header(await self.reader.readexactly(HEADER_BYTES))
+                payload = await self.reader.readexactly(length)
+                now = time.monotonic()
+                if kind == KIND_AUDIO:
+                    if now - self._last_audio_at > 0.2:
+                        self.heard.first_media_at.append(now)
+                    self._last_audio_at = now
+                    self.heard.media_frames += 1
+                    self.heard.media_bytes += len(payload)
+                elif kind == KIND_HANGUP:
+                    self.hangup_received = True
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        self.heard.closed = True
+
+
+class ScriptedRecognizer:
+    """Stands in for Whisper where a test is about turn-taking: says the next scripted line."""
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = list(lines)
+        self.calls = 0
+
+    def transcribe(self, clip: AudioClip, *, with_features: bool = False) -> Any:
+        from agent.messages import Transcript
+
+        text = self.lines[min(self.calls, len(self.lines) - 1)]
+        self.calls += 1
+        return Transcript(text=text, language="en", avg_logprob=-0.2, no_speech_prob=0.01, duration_s=clip.duration_s)
+
+
+class RecordingTransport:
+    """A CallTransport that keeps what was sent, with monotonic timestamps."""
+
+    frame_bytes = 160
+    silence = b"\xff"
+
+    def __init__(self, *, echoes_marks: bool = False, transfer_ok: bool = True) -> None:
+        self.echoes_marks = echoes_marks
+        self.transfer_ok = transfer_ok
+        self.frames: list[bytes] = []
+        self.frame_times: list[float] = []
+        self.marks: list[tuple[float, str]] = []
+        self.clears: list[float] = []
+        self.transfers: list[str] = []
+        self.closed = False
+
+    def encode(self, clip: AudioClip) -> bytes:
+        from modalities.audio import to_telephone_mulaw
+
+        return to_telephone_mulaw(clip)
+
+    async def send_frame(self, frame: bytes) -> None:
+        from agent.voice.playback import CallClosed
+
+        if self.closed:
+            raise CallClosed("closed")
+        self.frames.append(frame)
+        self.frame_times.append(time.monotonic())
+
+    async def send_mark(self, name: str) -> None:
+        self.marks.append((time.monotonic(), name))
+
+    async def clear(self) -> None:
+        self.clears.append(time.monotonic())
+
+    async def transfer(self, summary: str) -> bool:
+        self.transfers.append(summary)
+        return self.transfer_ok
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def feed(session: Any, samples_8k: np.ndarray, *, speed: float = 1.0) -> None:
+    """Give a session 20 ms frames, ``speed`` times faster than real time."""
+    started = time.monotonic()
+    for n, i in enumerate(range(0, len(samples_8k), 160)):
+        frame = samples_8k[i : i + 160]
+        if len(frame) < 160:
+            frame = np.concatenate([frame, np.zeros(160 - len(frame), np.float32)])
+        session.on_audio(frame)
+        delay = started + (n + 1) * 0.02 / speed - time.monotonic()
+        await asyncio.sleep(max(0.0, delay))
