@@ -201,6 +201,7 @@ class VisionConfig:
     max_bytes: int = 10_000_000
     max_pixels: int = 40_000_000
     blob_dir: Path | None = None  # None: images stored in the tracker store with a TTL
+    kind_head_dir: Path | None = None  # a trained image-kind head; None: the default, trained on first use
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agent import metrics
+from agent.batching import TextBatcher
 from agent.config import AgentConfig
 from agent.errors import DependencyUnavailable, InvalidInput
 from agent.messages import (
@@ -75,6 +76,7 @@ class Agent:
         self._fusion: Any = None
         self._nlu_error: str | None = None
         self._start_task: asyncio.Task[None] | None = None
+        self._text_batcher: TextBatcher | None = None
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -110,6 +112,8 @@ class Agent:
     async def aclose(self) -> None:
         if self._start_task is not None and not self._start_task.done():
             self._start_task.cancel()
+        if self._text_batcher is not None:
+            await self._text_batcher.aclose()
         await self.dialogue.aclose()
 
     async def readiness(self) -> dict[str, str]:
@@ -225,23 +229,41 @@ class Agent:
     ) -> tuple[NluResult | None, KnowledgeHit | None]:
         if not text and image is None:
             return None, None
+        if image is None and (transcript is None or self._fusion is None):
+            nlu, embedding = await self._batcher().submit(text)  # shares a forward pass with other turns
+            return await asyncio.to_thread(self._finish, nlu, embedding, text)
         return await asyncio.to_thread(self._understand_sync, text, transcript, image)
+
+    def _batcher(self) -> TextBatcher:
+        if self._text_batcher is None:
+            model = self.nlu
+            batch_fn = getattr(model, "understand_batch_with_embeddings", None) or (
+                lambda texts: [model.understand_with_embedding(t) for t in texts]
+            )
+            self._text_batcher = TextBatcher(batch_fn)
+        return self._text_batcher
 
     def _understand_sync(
         self, text: str, transcript: Transcript | None, image: ImageAnalysis | None
     ) -> tuple[NluResult | None, KnowledgeHit | None]:
         model = self.nlu
+        embedding = None
         if self._fusion is not None and (transcript is not None or image is not None):
             nlu = self._fusion.understand(text=text, transcript=transcript, image=image)
-            embedding = None
         elif text:
             nlu, embedding = model.understand_with_embedding(text)
         else:
-            nlu, embedding = None, None
+            nlu = None
         if image is not None and image.ocr_text and (nlu is None or nlu.confidence < IMAGE_TEXT_MIN_CONFIDENCE):
             nlu = _prefer_image_reading(nlu, model.understand(_image_prompt(image)))
         if nlu is None:
             return None, None
+        return self._finish(nlu, embedding, text)
+
+    def _finish(
+        self, nlu: NluResult, embedding: Any, text: str
+    ) -> tuple[NluResult, KnowledgeHit | None]:
+        """Adds the knowledge-base hit and the entities of the text."""
         knowledge = None
         if self._knowledge is not None and text:
             hits = (

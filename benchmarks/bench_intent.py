@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import os
 import platform
 import random
@@ -33,6 +34,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting threads on a shared machine
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 DEFAULT_DATA = Path(os.environ.get("AGENT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "banking77"
 
@@ -59,9 +64,9 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
 
 
 def tfidf_lr(train: tuple[list[str], list[str]], test_texts: list[str]) -> tuple[list[str], float]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
     t0 = time.perf_counter()
     clf = make_pipeline(
@@ -112,6 +117,7 @@ def ours(train_csv: Path, test_csv: Path, out: Path, args: argparse.Namespace, *
     from models.finetune import TrainConfig
     from models.training import evaluate_files, train_from_files
 
+    config.setdefault("val_fraction", args.val_fraction)
     cfg = TrainConfig(max_seq_len=args.max_seq_len, label_smoothing=args.label_smoothing,
                       threads=args.threads, patience=args.patience, **config)
     t0 = time.perf_counter()
@@ -197,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="of the training file, for early stopping")
     p.add_argument("--max-seq-len", type=int, default=64)
     p.add_argument("--shots", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from functools import cache
 from typing import Any, Literal, TypeVar, Union
 
@@ -25,11 +26,12 @@ class RecordDecodeError(ValueError):
 def to_json_dict(record: Any, *, keep_defaults: bool = False) -> dict[str, Any]:
     """Dataclass -> dict of JSON values (tuples become lists); defaults omitted unless asked."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if not keep_defaults and _is_default(f, value):
+    cls: Any = type(record)
+    for name, default in _defaults(cls):
+        value = getattr(record, name)
+        if not keep_defaults and default is not _NO_DEFAULT and value == default:
             continue
-        out[f.name] = _encode(value)
+        out[name] = _encode(value)
     return out
 
 
@@ -49,15 +51,41 @@ def loads(cls: type[T], text: str | bytes, *, what: str) -> T:
 
 def from_json_dict(cls: type[T], data: Any, *, what: str) -> T:
     """Build ``cls`` from a dict made by ``to_json_dict``, checking every field's type."""
-    return typing.cast(T, _decode(cls, data, what))
+    hint: Any = cls
+    try:
+        return typing.cast(T, _decoder(hint)(data))
+    except _Mismatch as e:
+        raise RecordDecodeError(f"{what}{e.path}: {e.message}") from None
 
 
-def _is_default(f: dataclasses.Field[Any], value: Any) -> bool:
-    if f.default is not dataclasses.MISSING:
-        return bool(value == f.default)
-    if f.default_factory is not dataclasses.MISSING:
-        return bool(value == f.default_factory())
-    return False
+class _Mismatch(Exception):
+    """Raised inside the decoders; the path is built on the way out, only when something is wrong."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = ""
+
+    def at(self, segment: str) -> _Mismatch:
+        self.path = segment + self.path
+        return self
+
+
+_NO_DEFAULT = object()
+
+
+@cache
+def _defaults(cls: Any) -> tuple[tuple[str, Any], ...]:
+    """(field name, default value or _NO_DEFAULT) for each field of a dataclass."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out.append((f.name, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            out.append((f.name, f.default_factory()))
+        else:
+            out.append((f.name, _NO_DEFAULT))
+    return tuple(out)
 
 
 def _encode(value: Any) -> Any:
@@ -70,83 +98,142 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot store a {type(value).__name__} in a dialogue record")
 
 
+Decoder = Callable[[Any], Any]
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
 @cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _decode(hint: Any, value: Any, path: str) -> Any:
+def _decoder(hint: Any) -> Decoder:
+    """A checking decoder for ``hint``, built once per type."""
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _decode_record(hint, value, path)
+        return _record_decoder(hint)
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        return _decode_union(hint, value, path)
+        return _union_decoder(hint)
     if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise RecordDecodeError(f"{path}: expected one of {list(typing.get_args(hint))}, got {value!r}")
-        return value
+        return _literal_decoder(typing.get_args(hint))
     if origin is tuple:
-        return _decode_tuple(hint, value, path)
+        return _tuple_decoder(typing.get_args(hint))
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecordDecodeError(f"{path}: expected a number, got {type(value).__name__}")
-        return float(value)
+        return _float
     if hint in (str, int, bool):
-        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise RecordDecodeError(f"{path}: expected {hint.__name__}, got {type(value).__name__}")
-        return value
+        return _scalar_decoder(hint)
     if hint is type(None):
-        if value is not None:
-            raise RecordDecodeError(f"{path}: expected null, got {type(value).__name__}")
-        return None
-    raise TypeError(f"{path}: unsupported field type {hint!r}")
+        return _none
+    raise TypeError(f"unsupported field type {hint!r}")
 
 
-def _decode_record(cls: type, value: Any, path: str) -> Any:
-    if not isinstance(value, dict):
-        raise RecordDecodeError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - names)
-    if unknown:
-        raise RecordDecodeError(f"{path}: unexpected fields {unknown[:5]}")
-    kwargs = {k: _decode(hints[k], v, f"{path}.{k}") for k, v in value.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        missing = [
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.name not in kwargs
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-        ]
-        raise RecordDecodeError(f"{path}: missing required fields {missing}") from e
-    except ValueError as e:
-        raise RecordDecodeError(f"{path}: {e}") from e
+def _float(value: Any) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is not int:  # bool is not a number here
+        raise _Mismatch(f"expected a number, got {_kind(value)}")
+    return float(value)
 
 
-def _decode_union(hint: Any, value: Any, path: str) -> Any:
-    args = typing.get_args(hint)
-    if value is None and type(None) in args:
-        return None
-    errors = []
-    for arg in args:
-        if arg is type(None):
-            continue
+def _none(value: Any) -> None:
+    if value is not None:
+        raise _Mismatch(f"expected null, got {_kind(value)}")
+
+
+def _scalar_decoder(kind: type) -> Decoder:
+    def decode(value: Any) -> Any:
+        if type(value) is not kind:  # bool is not an int here
+            raise _Mismatch(f"expected {kind.__name__}, got {_kind(value)}")
+        return value
+
+    return decode
+
+
+def _literal_decoder(allowed: tuple[Any, ...]) -> Decoder:
+    def decode(value: Any) -> Any:
+        if value not in allowed:
+            raise _Mismatch(f"expected one of {list(allowed)}, got {value!r}")
+        return value
+
+    return decode
+
+
+def _record_decoder(cls: type) -> Decoder:
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    decoders = {f.name: _decoder(hints[f.name]) for f in fields}
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+    def decode(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Mismatch(f"expected a JSON object, got {_kind(value)}")
+        kwargs = {}
+        for key, item in value.items():
+            field_decoder = decoders.get(key)
+            if field_decoder is None:
+                raise _Mismatch(f"unexpected fields {sorted(k for k in value if k not in decoders)[:5]}")
+            try:
+                kwargs[key] = field_decoder(item)
+            except _Mismatch as e:
+                raise e.at(f".{key}") from None
+        missing = [k for k in required if k not in kwargs]
+        if missing:
+            raise _Mismatch(f"missing required fields {missing}")
         try:
-            return _decode(arg, value, path)
-        except RecordDecodeError as e:
-            errors.append(str(e))
-    raise RecordDecodeError(errors[0] if len(errors) == 1 else f"{path}: no type of {hint} fits")
+            return cls(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise _Mismatch(str(e)) from None
+
+    return decode
 
 
-def _decode_tuple(hint: Any, value: Any, path: str) -> tuple[Any, ...]:
-    if not isinstance(value, list):
-        raise RecordDecodeError(f"{path}: expected a list, got {type(value).__name__}")
+def _union_decoder(hint: Any) -> Decoder:
     args = typing.get_args(hint)
+    optional = type(None) in args
+    choices = [_decoder(a) for a in args if a is not type(None)]
+
+    def decode(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        errors = []
+        for choice in choices:
+            try:
+                return choice(value)
+            except _Mismatch as e:
+                errors.append(e)
+        raise errors[0] if len(errors) == 1 else _Mismatch(f"no type of {hint} fits")
+
+    return decode
+
+
+def _tuple_decoder(args: tuple[Any, ...]) -> Decoder:
     if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(_decode(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
-    if len(value) != len(args):
-        raise RecordDecodeError(f"{path}: expected {len(args)} items, got {len(value)}")
-    return tuple(_decode(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = _decoder(args[0])
+
+        def decode_many(value: Any) -> tuple[Any, ...]:
+            if type(value) is not list:
+                raise _Mismatch(f"expected a list, got {_kind(value)}")
+            out = []
+            for i, v in enumerate(value):
+                try:
+                    out.append(item(v))
+                except _Mismatch as e:
+                    raise e.at(f"[{i}]") from None
+            return tuple(out)
+
+        return decode_many
+    items = [_decoder(a) for a in args]
+
+    def decode_fixed(value: Any) -> tuple[Any, ...]:
+        if type(value) is not list:
+            raise _Mismatch(f"expected a list, got {_kind(value)}")
+        if len(value) != len(items):
+            raise _Mismatch(f"expected {len(items)} items, got {len(value)}")
+        out = []
+        for i, (d, v) in enumerate(zip(items, value, strict=True)):
+            try:
+                out.append(d(v))
+            except _Mismatch as e:
+                raise e.at(f"[{i}]") from None
+        return tuple(out)
+
+    return decode_fixed

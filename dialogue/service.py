@@ -72,6 +72,7 @@ class DialogueService:
         self.domain = domain
         self.max_retries = max_retries
         self.clock = clock
+        self.retries = 0  # steps redone because another worker committed first (for monitoring)
         self._policy = Policy(domain)
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
@@ -82,6 +83,7 @@ class DialogueService:
             except ConcurrentUpdate:
                 if attempt == self.max_retries:
                     break
+                self.retries += 1
                 log.debug("concurrent update of %s; retry %d", what, attempt + 1)
                 await asyncio.sleep(random.uniform(0.0, 0.002 * (attempt + 1)))  # spread the racers
         raise ConcurrentUpdate(

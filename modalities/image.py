@@ -74,7 +74,7 @@ def describe_upload(data: bytes) -> str:
         (head.startswith(b"PK\x03\x04"), "a ZIP archive (or an Office document)"),
         (head.startswith(b"\x00\x00\x01\x00"), "an ICO icon"),
         (head.startswith(b"8BPS"), "a Photoshop document"),
-        (head.startswith(b"\x7fELF") or head.startswith(b"MZ"), "an executable"),
+        (head.startswith((b"\x7fELF", b"MZ")), "an executable"),
     )
     for matched, what in known:
         if matched:

@@ -12,6 +12,7 @@ with the fine-tuned encoder.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import random
 import time
@@ -29,6 +30,7 @@ from models.reports import macro_f1
 from models.text_encoder import MultiHeadTextModel
 
 IGNORE = -100
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     freeze_embeddings: bool = True  # word-embedding matrix kept fixed (faster, less over-fitting)
     label_smoothing: float = 0.0
+    class_balance: float = 0.0  # loss weight of a class ~ count^-class_balance (0.5: inverse sqrt)
     embedding_keep_weight: float = 0.0
     oos_method: str = "energy"
     threads: int = 2
@@ -78,6 +81,7 @@ class Encoded:
     ids: list[list[int]]
     targets: dict[str, np.ndarray]
     teacher: np.ndarray | None = None  # (N, d) pretrained embeddings, when kept
+    class_weights: dict[str, torch.Tensor] = field(default_factory=dict)  # head -> (C,), when balanced
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -154,6 +158,17 @@ def init_heads(model: MultiHeadTextModel, train: Encoded, *, keep_teacher: bool)
         train.teacher = F.normalize(pooled, dim=-1).numpy()
 
 
+def class_weights(enc: Encoded, sizes: dict[str, int], power: float) -> dict[str, torch.Tensor]:
+    """Per head, weights ~ count^-power normalised to mean 1 over the classes seen."""
+    out = {}
+    for name, n in sizes.items():
+        y = enc.targets[name]
+        counts = np.bincount(y[y != IGNORE], minlength=n).astype(np.float64)
+        w = np.where(counts > 0, np.maximum(counts, 1.0) ** -power, 0.0)
+        out[name] = torch.as_tensor(w / w[counts > 0].mean(), dtype=torch.float32)
+    return out
+
+
 def _optimizer(model: MultiHeadTextModel, config: TrainConfig, total_steps: int):
     if config.freeze_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -189,7 +204,7 @@ def _loss(model: MultiHeadTextModel, enc: Encoded, idx: list[int], config: Train
         y = torch.as_tensor(enc.targets[name][idx])
         valid = y != IGNORE
         if valid.any():
-            total = total + F.cross_entropy(out.logits(name)[valid], y[valid],
+            total = total + F.cross_entropy(out.logits(name)[valid], y[valid], weight=enc.class_weights.get(name),
                                             label_smoothing=config.label_smoothing)
     if config.embedding_keep_weight > 0 and enc.teacher is not None:
         teacher = torch.as_tensor(enc.teacher[idx])
@@ -219,6 +234,8 @@ def fit(model: MultiHeadTextModel, train: Encoded, val: Encoded, config: TrainCo
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     init_heads(model, train, keep_teacher=config.embedding_keep_weight > 0)
+    if config.class_balance > 0:
+        train.class_weights = class_weights(train, model.head_sizes(), config.class_balance)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     opt, sched = _optimizer(model, config, config.epochs * steps_per_epoch)
     result, best_state, stale, start = FitResult(), None, 0, time.perf_counter()
@@ -241,9 +258,12 @@ def fit(model: MultiHeadTextModel, train: Encoded, val: Encoded, config: TrainCo
         result.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                                "val_macro_f1": f1, "val_score": score,
                                "seconds": round(time.perf_counter() - t0, 2)})
+        line = (f"epoch {epoch}/{config.epochs}: train loss {np.mean(losses):.4f}, validation macro-F1 "
+                + (", ".join(f"{k} {v:.4f}" for k, v in f1.items()) or "n/a")
+                + f", {time.perf_counter() - t0:.0f} s")
+        log.info("%s", line)
         if progress:
-            tqdm.write(f"epoch {epoch}: train loss {np.mean(losses):.4f}, validation macro-F1 "
-                       + (", ".join(f"{k} {v:.4f}" for k, v in f1.items()) or "n/a"))
+            tqdm.write(line)
         if best_state is None or score > result.best_score:
             result.best_score, result.best_epoch, stale = score, epoch, 0
             best_state = copy.deepcopy(model.state_dict())

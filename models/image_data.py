@@ -113,3 +113,18 @@ def fingerprint(items: tuple[LabelledImage, ...], *, extra: str = "") -> str:
         size = item.path.stat().st_size if item.path is not None else 0
         parts.append(f"{item.kind}|{item.split}|{item.name}|{size}")
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def receipt_keys(shared_dir: Path) -> tuple[tuple[Path, dict[str, str | None]], ...]:
+    """The shared receipts with their keys normalised like ``read_fields`` output: ``total``
+    ("8.20" for "$8.20"; None where the key has none), ``date`` (ISO), ``merchant``."""
+    from models.image_fields import parse_amounts, parse_dates
+
+    out = []
+    for path in sorted((shared_dir / "receipts").glob("*.jpg")):
+        key = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        amounts = parse_amounts(str(key.get("total", "")).replace("$", ""))
+        dates = parse_dates(str(key.get("date", "")))
+        out.append((path, {"total": f"{amounts[0]:.2f}" if amounts else None,
+                           "date": dates[0] if dates else None, "merchant": key.get("company")}))
+    return tuple(out)

@@ -95,8 +95,8 @@ def parse_amounts(text: str) -> tuple[Decimal, ...]:
 
 _DATE_PATTERNS = (
     re.compile(r"(?<![\d/.-])(?P<y>(?:19|20)\d{2})[/.-](?P<m>\d{1,2})[/.-](?P<d>\d{1,2})(?!\d)"),
-    re.compile(r"(?<![\d/.-])(?P<a>\d{1,2})\s?[/.-]\s?(?P<b>\d{1,2})\s?[/.-]\s?(?P<y>(?:19|20)\d{2}|\d{2})(?!\d{2})"),
-    re.compile(rf"(?<!\d)(?P<d>\d{{1,2}})\s*[-/ ]?\s*{_MON}\s*[-/ ,]?\s*(?P<y>(?:19|20)\d{{2}}|\d{{2}})(?!\d{{2}})"),
+    re.compile(r"(?<![\dA-Z/.])(?P<a>\d{1,2})\s?[/.-]\s?(?P<b>\d{1,2})\s?[/.-]\s?(?P<y>(?:19|20)\d{2}|\d{2}(?=\d{1,2}:\d{2})|\d{2}(?!\d))"),
+    re.compile(rf"(?<!\d)(?P<d>\d{{1,2}})\s*[-/ ]?\s*{_MON}\s*[-/ ,]?\s*(?P<y>(?:19|20)\d{{2}}|\d{{2}}(?!\d))"),
     re.compile(rf"\b{_MON}\s*(?P<d>\d{{1,2}})(?:ST|ND|RD|TH)?\s*,?\s*(?P<y>(?:19|20)\d{{2}})(?!\d)"),
 )
 
@@ -112,6 +112,15 @@ def _valid(year: int, month: int, day: int) -> str | None:
         return None
 
 
+def _overlapping(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
+    """Matches that may overlap ("19-18/01/2018" holds "18/01/2018" after a false start)."""
+    found, pos = [], 0
+    while (m := pattern.search(text, pos)) is not None:
+        found.append(m)
+        pos = m.start() + 1
+    return found
+
+
 def parse_dates(text: str, *, day_first: bool = True) -> tuple[str, ...]:
     """Calendar dates in ``text`` as ISO strings, in order of appearance.
 
@@ -121,7 +130,7 @@ def parse_dates(text: str, *, day_first: bool = True) -> tuple[str, ...]:
     upper = text.upper()
     found: list[tuple[int, str]] = []
     for index, pattern in enumerate(_DATE_PATTERNS):
-        for m in pattern.finditer(upper):
+        for m in _overlapping(pattern, upper):
             groups = m.groupdict()
             year = int(groups["y"])
             if index == 1:
@@ -140,7 +149,7 @@ def parse_dates(text: str, *, day_first: bool = True) -> tuple[str, ...]:
 
 # --- receipts -------------------------------------------------------------------------------
 
-_TOTAL = re.compile(r"T[O0]TA[L1I]|AMOUNT\s*DUE|BALANCE\s*DUE|GRAND|PAYABLE")
+_TOTAL = re.compile(r"T[O0]T|AMOUNT\s*DUE|BALANCE\s*DUE|GRAND|PAYABLE")
 _TOTAL_STRONG = re.compile(
     r"ROUND|NETT?\s*T[O0]TAL|GRAND|T[O0]TAL\s*AMOUNT|AMOUNT\s*DUE|T[O0]TAL\s*DUE|PAYABLE|T[O0]TAL\s*\(?\s*INCL"
     r"|T[O0]TAL\s*SALES"
@@ -180,6 +189,9 @@ def _cash_minus_change(rows: Sequence[Row]) -> Decimal | None:
     return cash - change
 
 
+ROUNDING_TOLERANCE = Decimal("0.05")  # cash rounding; a total this close to cash - change is that
+
+
 def receipt_total(rows: Sequence[Row]) -> str | None:
     """The amount paid: the best "total" label's amount (rounded/nett/grand over plain, larger
     over smaller), agreeing with cash minus change when the receipt shows both."""
@@ -191,10 +203,11 @@ def receipt_total(rows: Sequence[Row]) -> str | None:
         priority = 2 if _TOTAL_STRONG.search(upper) else 1
         candidates.extend((priority, amount) for amount in _amount_after_label(rows, i))
     paid = _cash_minus_change(rows)
-    if paid is not None and any(amount == paid for _, amount in candidates):
-        return f"{paid:.2f}"
     if candidates:
-        return f"{max(candidates)[1]:.2f}"
+        best = max(candidates)[1]
+        if paid is not None and abs(paid - best) <= ROUNDING_TOLERANCE:  # rounded, or misread by a digit
+            return f"{paid:.2f}"
+        return f"{best:.2f}"
     return f"{paid:.2f}" if paid is not None and paid > 0 else None
 
 
@@ -222,15 +235,16 @@ _NOT_MERCHANT = re.compile(r"RECEIPT|INVOICE|\bTAX\b|\bBILL\b|\bTEL\b|\bFAX\b|WE
 
 
 def receipt_merchant(rows: Sequence[Row], *, top_rows: int = 8) -> str | None:
-    """The shop's name: a company-like row near the top, else the tallest wordy row there."""
-    top = [r for r in rows[:top_rows] if len(re.findall(r"[A-Za-z]", r.text)) >= 3]
+    """The shop's name: a company-like row near the top, else the first wordy row there.
+
+    All-lowercase rows are skipped: printed shop names are capitalised, handwriting often is not.
+    """
+    top = [r for r in rows[:top_rows] if len(re.findall(r"[A-Za-z]", r.text)) >= 3 and r.text.lower() != r.text]
     for row in top:
         if _COMPANY.search(row.text.upper()) and not _NOT_MERCHANT.search(row.text.upper()):
             return _clean(row.text)
     wordy = [r for r in top if not _NOT_MERCHANT.search(r.text.upper()) and _letter_share(r.text) >= 0.6]
-    if not wordy:
-        return None
-    return _clean(max(wordy, key=lambda r: r.height_px).text)
+    return _clean(wordy[0].text) if wordy else None
 
 
 def _letter_share(text: str) -> float:
@@ -251,9 +265,10 @@ _ERROR = re.compile(
 )
 _ERROR_CODE = re.compile(
     r"(?:ERROR|ERR|CODE|REF(?:ERENCE)?)\s*(?:CODE|NO\.?|NUMBER|ID)?\s*[:#.]?\s*"
-    r"(?P<code>(?=[A-Z0-9_-]*\d)[A-Z]{0,4}[-_]?\d{2,6}[A-Z]?)\b"
+    r"(?P<code>(?=[A-Z0-9_-]*\d)[A-Z0-9][A-Z]{0,3}[-_]?\d{2,6}[A-Z]?)\b"
 )
 _BARE_CODE = re.compile(r"[(\[]\s*(?P<code>[A-Z]{1,4}[-_]?\d{2,6})\s*[)\]]")
+_CODE_TOKEN = re.compile(r"\b(?P<code>ERR[-_]?\d{2,6}|E\d{3,5})\b")
 
 
 def error_fields(rows: Sequence[Row]) -> tuple[tuple[str, str], ...]:
@@ -266,21 +281,37 @@ def error_fields(rows: Sequence[Row]) -> tuple[tuple[str, str], ...]:
     if messages:
         headline = max(messages, key=lambda r: (r.height_px, -r.y_px))
         out.append(("error_message", _clean(_strip_code(headline.text))))
-        details = [r for r in messages if r is not headline and len(r.text) > len(headline.text)]
+        details = [r for r in messages if r is not headline]
         if details:
-            out.append(("error_detail", _clean(_strip_code(details[0].text), limit=200)))
+            detail = _paragraph(rows, rows.index(details[0]))
+            if headline.text not in detail:
+                out.append(("error_detail", _clean(_strip_code(detail), limit=200)))
     if code and (messages or re.search(r"ERR", " ".join(r.text.upper() for r in rows))):
         out.append(("error_code", code))
-    for row in flagged:
-        m = _CURRENCY_AMOUNT.search(row.text.upper())
+    near = sorted({j for r in flagged for j in range(rows.index(r) - 1, rows.index(r) + 2) if 0 <= j < len(rows)})
+    for j in near:
+        m = _CURRENCY_AMOUNT.search(rows[j].text.upper())
         if m:
             out.append(("amount", f"{Decimal(m.group(1).replace(',', '') + '.' + m.group(2)):.2f}"))
             break
     return tuple(out)
 
 
+def _paragraph(rows: Sequence[Row], index: int) -> str:
+    """The row at ``index`` joined with the rows above and below set in the same size, close by."""
+    def same_block(a: Row, b: Row) -> bool:
+        return abs(a.height_px - b.height_px) <= 0.25 * max(a.height_px, b.height_px) and \
+            abs(a.y_px - b.y_px) <= 1.8 * max(a.height_px, b.height_px)
+    start = end = index
+    while start > 0 and same_block(rows[start - 1], rows[start]):
+        start -= 1
+    while end + 1 < len(rows) and same_block(rows[end], rows[end + 1]):
+        end += 1
+    return " ".join(r.text for r in rows[start:end + 1])
+
+
 def _error_code(rows: Sequence[Row]) -> str | None:
-    for pattern in (_ERROR_CODE, _BARE_CODE):
+    for pattern in (_ERROR_CODE, _BARE_CODE, _CODE_TOKEN):
         for row in rows:
             m = pattern.search(row.text.upper())
             if m:

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from models import image_words as W
@@ -79,6 +80,12 @@ def gradient(size: tuple[int, int], top: tuple[int, int, int], bottom: tuple[int
     return column.resize(size)
 
 
+def noise_image(rng: random.Random, size: tuple[int, int], sigma: float) -> Image.Image:
+    """Grey Gaussian noise around 128, seeded from ``rng`` (PIL's effect_noise is not seedable)."""
+    values = np.random.default_rng(rng.getrandbits(32)).normal(128.0, sigma, (size[1], size[0]))
+    return Image.fromarray(values.clip(0, 255).astype(np.uint8)).convert("RGB")
+
+
 def table_background(rng: random.Random, size: tuple[int, int]) -> Image.Image:
     """A surface to lay things on: wood grain, cloth noise, or a plain desk colour."""
     style = rng.choice(("wood", "noise", "plain", "gradient"))
@@ -93,8 +100,7 @@ def table_background(rng: random.Random, size: tuple[int, int]) -> Image.Image:
             shade = int(18 * math.sin(y / period + 3 * math.sin(y / 57.0)))
             draw.line([(0, y), (size[0], y)], fill=tuple(max(0, min(255, c + shade)) for c in base))
     elif style == "noise":
-        noise = Image.effect_noise(size, rng.uniform(10, 40)).convert("RGB")
-        image = Image.blend(image, noise, 0.25)
+        image = Image.blend(image, noise_image(rng, size, rng.uniform(10, 40)), 0.25)
     return image
 
 
@@ -103,8 +109,7 @@ def photo_finish(rng: random.Random, image: Image.Image) -> Image.Image:
     if rng.random() < 0.5:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.0)))
     if rng.random() < 0.5:
-        noise = Image.effect_noise(image.size, rng.uniform(5, 25)).convert("RGB")
-        image = Image.blend(image, noise, rng.uniform(0.03, 0.1))
+        image = Image.blend(image, noise_image(rng, image.size, rng.uniform(5, 25)), rng.uniform(0.03, 0.1))
     factor = rng.uniform(0.8, 1.1)
     return image.point(lambda v: max(0, min(255, int(v * factor))))
 

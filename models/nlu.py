@@ -12,6 +12,7 @@ training config, sha256 of the training data; written last, it marks the directo
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class NluModel:
                  max_seq_len: int = 64, quantized: bool = False) -> None:
         self._model = model.eval()
         self._tokenizer = tokenizer
+        self._tokenizer_lock = threading.Lock()  # a fast tokenizer is not safe to call from two threads
+        self._device = next(iter(model.parameters()), torch.zeros(0)).device
         self.meta = meta
         self.max_seq_len = max_seq_len
         self.quantized = quantized
@@ -132,15 +135,17 @@ class NluModel:
     def forward(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Raw logits per head and pooled embeddings, (n, C) / (n, d) float32, in input order."""
         self._check(texts)
-        ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_seq_len)["input_ids"]
+        with self._tokenizer_lock:
+            ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_seq_len)["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if len(ids) > 1 else [0]
         parts: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for start in range(0, len(order), INFER_BATCH):
                 idx = order[start : start + INFER_BATCH]
-                out = self._model(*collate([ids[i] for i in idx]))
+                input_ids, mask = collate([ids[i] for i in idx])
+                out = self._model(input_ids.to(self._device), mask.to(self._device))
                 for name in ("pooled", *self._model.heads.keys()):
-                    parts.setdefault(name, []).append(getattr(out, name).float().numpy())
+                    parts.setdefault(name, []).append(getattr(out, name).float().cpu().numpy())
         inverse = np.argsort(np.array(order))
         return {name: np.concatenate(chunks)[inverse] for name, chunks in parts.items()}
 

@@ -15,9 +15,8 @@ def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: 
     from sklearn.metrics import classification_report as skl_report
 
     present = [label for label in labels if label in set(y_true) | set(y_pred)]
-    kwargs = dict(labels=present, zero_division=0)
-    text = skl_report(y_true, y_pred, digits=4, **kwargs)
-    data = skl_report(y_true, y_pred, output_dict=True, **kwargs)
+    text = skl_report(y_true, y_pred, labels=present, zero_division=0, digits=4)
+    data = skl_report(y_true, y_pred, labels=present, zero_division=0, output_dict=True)
     data["accuracy"] = float(np.mean([a == b for a, b in zip(y_true, y_pred, strict=True)])) if y_true else 0.0
     data.pop("micro avg", None)
     return text, data

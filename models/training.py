@@ -25,9 +25,8 @@ from models.artifacts import atomic_dir, write_json
 from models.calibration import expected_calibration_error, fit_oos, fit_temperature, oos_raw
 from models.evaluation import Evaluation, evaluate_model, report_text
 from models.finetune import IGNORE, Encoded, TrainConfig, encode, fit, predict
-from models.reports import macro_f1
 from models.nlu import NluModel, build_meta
-from models.reports import plot_confusion, plot_training_curves
+from models.reports import macro_f1, plot_confusion, plot_training_curves
 from models.text_encoder import MultiHeadTextModel, load_base_encoder, load_tokenizer
 
 AFFECT_LABELS = {"sentiment": SENTIMENTS, "emotion": EMOTIONS}
@@ -83,21 +82,26 @@ def _softmax(z: np.ndarray, t: float) -> np.ndarray:
 
 
 def _prepare(examples: Sequence[ds.Example], test: Sequence[ds.Example] | None, task: str,
-             config: TrainConfig, where: str) -> ds.Split:
+             config: TrainConfig, where: str, val: Sequence[ds.Example] | None = None) -> ds.Split:
     test_fraction = 0.0 if test is not None else config.test_fraction
-    ds.check_class_sizes(examples, task, needed=ds.min_examples_per_class(config.val_fraction, test_fraction),
+    val_fraction = 0.0 if val is not None else config.val_fraction
+    ds.check_class_sizes(examples, task, needed=ds.min_examples_per_class(val_fraction, test_fraction),
                          path=where)
-    split = ds.stratified_split(examples, task=task, val_fraction=config.val_fraction,
+    split = ds.stratified_split(examples, task=task, val_fraction=val_fraction,
                                 test_fraction=test_fraction, seed=config.seed)
     if test is not None:
         split = dataclasses.replace(split, test=tuple(test))
+    if val is not None:
+        split = dataclasses.replace(split, val=tuple(val))
     return split
 
 
 def train_examples(examples: Sequence[ds.Example], out_dir: Path, *, config: TrainConfig,
                    test: Sequence[ds.Example] | None = None, data_info: dict[str, Any] | None = None,
-                   progress: bool = True, task: str = "intent") -> dict[str, Any]:
-    """Fine-tune the encoder and the heads present in ``examples``; write ``out_dir``; metrics."""
+                   progress: bool = True, task: str = "intent",
+                   val: Sequence[ds.Example] | None = None) -> dict[str, Any]:
+    """Fine-tune the encoder and the heads present in ``examples``; write ``out_dir``; metrics.
+    ``test`` / ``val``: given held-out sets instead of stratified shares of ``examples``."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     heads = head_labels(examples)
@@ -105,10 +109,10 @@ def train_examples(examples: Sequence[ds.Example], out_dir: Path, *, config: Tra
         raise InvalidInput(f"training data {(data_info or {}).get('where', '')}: no labelled examples")
     primary = task if task in heads else next(iter(heads))
     where = str((data_info or {}).get("where", "training data"))
-    if test is not None:
-        for head, names in heads.items():
-            ds.check_known_labels(test, head, names, path=(data_info or {}).get("test_where", "test data"))
-    split = _prepare(examples, test, primary, config, where)
+    for given, name in ((test, "test"), (val, "validation")):
+        for head, names in heads.items() if given is not None else ():
+            ds.check_known_labels(given, head, names, path=(data_info or {}).get(f"{name}_where", f"{name} data"))
+    split = _prepare(examples, test, primary, config, where, val)
     tokenizer, model = load_tokenizer(), MultiHeadTextModel(
         load_base_encoder(), head_sizes={h: len(n) for h, n in heads.items()}, dropout=config.dropout)
     enc = {name: encode(tokenizer, getattr(split, name), heads, max_seq_len=config.max_seq_len)
@@ -301,4 +305,4 @@ def evaluate_files(model_dir: Path, data: Path, *, out_json: Path | None = None)
     return result
 
 
-__all__ = ["TrainConfig", "train_from_files", "train_examples", "evaluate_files", "retrain_head"]
+__all__ = ["TrainConfig", "evaluate_files", "retrain_head", "train_examples", "train_from_files"]

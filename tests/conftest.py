@@ -75,3 +75,19 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not found at {path} (set AGENT_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model (full default domain and sentiment examples), trained once per session
+    with fewer epochs than production (``AGENT_TEST_EPOCHS``, default 4) through the same
+    ``ensure_default_model`` path the runtime takes on first start. Cached in ``AGENT_CACHE_DIR``
+    when set (``.ci/run`` sets it), so repeated local runs reuse it."""
+    from dataclasses import replace
+
+    from models.default_model import DEFAULT_CONFIG, ensure_default_model
+
+    cache = os.environ.get("AGENT_CACHE_DIR")
+    cache_dir = Path(cache) if cache else tmp_path_factory.mktemp("model-cache")
+    config = replace(DEFAULT_CONFIG, epochs=int(os.environ.get("AGENT_TEST_EPOCHS", "4")))
+    return ensure_default_model(ROOT / "assets" / "domain.yaml", cache_dir, progress=False, config=config)

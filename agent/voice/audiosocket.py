@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,8 @@ log = logging.getLogger("agent.voice.audiosocket")
 
 FIRST_MESSAGE_TIMEOUT_S = 10.0  # the UUID must come this soon after connecting
 IDLE_TIMEOUT_S = 30.0  # Asterisk sends audio every 20 ms; this much silence on the wire ends the call
+SEND_BUFFER_BYTES = 16_384  # kernel send buffer per call (Linux doubles it): about 2 s of audio
+WRITE_BUFFER_BYTES = 8_192  # audio queued in the process before writing waits: about 0.5 s
 HandoffHook = Callable[[dict[str, str]], Any]  # called with {"conversation_id", "summary"}; may be async
 
 
@@ -43,6 +46,7 @@ class AudioSocketTransport:
         self.conversation_id = conversation_id
         self.on_handoff = on_handoff
         self._closed = False
+        writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
 
     def encode(self, clip: AudioClip) -> bytes:
         return to_telephone_pcm16(clip)
@@ -81,19 +85,22 @@ class AudioSocketTransport:
         return True
 
     async def close(self) -> None:
-        """Hang up (type 0x00) and close the connection."""
-        if self._closed:
-            return
-        try:
-            await self._write(codec.HANGUP_FRAME)
-        except CallClosed:
-            pass
+        """Hang up (type 0x00) and close the connection; drop it outright if it stopped taking data."""
+        if not self._closed:
+            try:
+                await self._write(codec.HANGUP_FRAME)
+            except CallClosed:
+                pass
+        stuck = self._closed and self.writer.transport.get_write_buffer_size() > 0
         self._closed = True
+        if stuck or not self.writer.can_write_eof():
+            self.writer.transport.abort()  # close() would wait for a reader that is not reading
+            return
         self.writer.close()
         try:
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
         except (asyncio.TimeoutError, ConnectionError, OSError):
-            pass
+            self.writer.transport.abort()
 
 
 class _Ended(Exception):
@@ -185,6 +192,9 @@ async def serve_audiosocket(agent: Any, host: str, port: int, *,
     limiter = CallLimiter(agent.config.telephony.max_calls)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # a caller whose line stops reading is noticed in seconds, not minutes
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         if not limiter.try_acquire():
             log.warning("AudioSocket call refused: %d calls in progress", limiter.active)
             writer.write(codec.HANGUP_FRAME)

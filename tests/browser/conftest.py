@@ -78,15 +78,21 @@ def _delete_keys(url: str, prefix: str) -> None:
 
 
 @contextmanager
-def _serve(env: dict[str, str], *, store: str) -> Iterator[LiveServer]:
-    """The real app (``load_agent`` + ``create_app``) on a free port, in a thread, until the block ends."""
+def _serve(env: dict[str, str], *, store: str, with_vision: bool = False) -> Iterator[LiveServer]:
+    """The real app (``load_agent`` + ``create_app``) on a free port, in a thread, until the block ends.
+
+    ``with_vision``: build the image analyser first (the first build trains and caches the
+    image-kind head, which would otherwise hold up the first image turn for minutes)."""
     import uvicorn
 
     from agent.config import AgentConfig
     from agent.runtime import load_agent
     from agent.server import create_app
 
-    app = create_app(load_agent(AgentConfig.from_env(env)), wait_for_model=True)
+    agent = load_agent(AgentConfig.from_env(env))
+    if with_vision:
+        agent.image_analyzer  # noqa: B018 - built (and cached) on first access
+    app = create_app(agent, wait_for_model=True)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name=f"browser-test-server-{port}", daemon=True)
@@ -104,15 +110,18 @@ def _serve(env: dict[str, str], *, store: str) -> Iterator[LiveServer]:
 
 
 def _base_env(model_dir: Path) -> dict[str, str]:
-    return {"AGENT_MODEL_DIR": str(model_dir), "AGENT_VISION_MAX_BYTES": str(IMAGE_LIMIT_BYTES),
-            "AGENT_NLU_THREADS": "2"}
+    env = {"AGENT_MODEL_DIR": str(model_dir), "AGENT_VISION_MAX_BYTES": str(IMAGE_LIMIT_BYTES),
+           "AGENT_NLU_THREADS": "2"}
+    if os.environ.get("AGENT_CACHE_DIR"):  # where trained heads are cached (.ci/run sets it)
+        env["AGENT_CACHE_DIR"] = os.environ["AGENT_CACHE_DIR"]
+    return env
 
 
 @pytest.fixture(scope="session")
 def live_server(request: pytest.FixtureRequest, trained_model_dir: Path) -> Iterator[LiveServer]:
     store_env, store = _store_env(request)
     try:
-        with _serve({**_base_env(trained_model_dir), **store_env}, store=store) as server:
+        with _serve({**_base_env(trained_model_dir), **store_env}, store=store, with_vision=True) as server:
             yield server
     finally:
         if store == "redis":

@@ -1,7 +1,7 @@
 """One OS process posting turns to a shared conversation (run by test_redis_store.py, twice at once).
 
 Usage: python -m tests.dialogue.race_worker URL PREFIX CONVERSATION_ID WORKER N_TURNS START_AT
-Prints one line: the number of turns it got recorded.
+Prints one line: the number of turns it got recorded, and how many steps it had to redo.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ async def main(url: str, prefix: str, conversation_id: str, worker: str, n_turns
         await service.handle_turn(turn, result)
         done += 1
     await service.aclose()
-    print(done)
+    print(done, service.retries)
 
 
 if __name__ == "__main__":

@@ -279,7 +279,7 @@ async def test_strongly_negative_turns_hand_off(memory_service: DialogueService)
     out = await say(s, "neg", "absolutely terrible service", nlu("check_balance", sentiment=-0.9))
     h = handoff(out.decision)
     assert h.reason is HandoffReason.NEGATIVE_SENTIMENT
-    assert "-0.80, -0.90 (falling)" in h.summary or "-0.80, -0.90" in h.summary
+    assert "Sentiment: -0.80, -0.90 (steady)" in h.summary
 
 
 async def test_same_intent_failing_three_times_hands_off(memory_service: DialogueService) -> None:
@@ -316,3 +316,14 @@ async def test_request_handoff_is_idempotent_while_open(memory_service: Dialogue
     fresh = await s.request_handoff("new-conv", reason=HandoffReason.DEPENDENCY_DOWN)
     state, turns = await s.get_conversation("new-conv")
     assert state.mode == "human" and turns[0].handoff_id == fresh.handoff_id
+
+
+async def test_voice_turn_text_comes_from_the_transcript(memory_service: DialogueService) -> None:
+    from agent.messages import UserTurn
+
+    heard = Transcript(text="I lost my card", language="en", avg_logprob=-0.2, no_speech_prob=0.01, duration_s=1.5)
+    turn = UserTurn(conversation_id="voice", channel="voice", user_id="caller-hash")
+    out = await memory_service.handle_turn(turn, nlu("lost_or_stolen_card"), transcript=heard)
+    assert answer(out.decision).intent == "lost_or_stolen_card"
+    _, turns = await memory_service.get_conversation("voice")
+    assert (turns[0].text, turns[0].channel, turns[0].transcript_language) == ("I lost my card", "voice", "en")

@@ -185,3 +185,16 @@ def test_make_store_picks_by_url() -> None:
     from dialogue.stores.redis import RedisTrackerStore
 
     assert isinstance(make_store(StoreConfig(redis_url=Secret("redis://127.0.0.1:1/0"))), RedisTrackerStore)
+
+
+async def test_memory_store_turn_cost_does_not_grow(domain: Domain, clock: FakeClock) -> None:
+    store = InMemoryTrackerStore(clock=clock)
+    service = DialogueService(store, domain, clock=clock)
+    cost = {}
+    for i in range(301):
+        trips = store.stats.round_trips
+        await say(service, "long", "hello again", nlu("greeting"), user_id="u-long")
+        if i in (20, 300):
+            cost[i] = (store.stats.round_trips - trips, store.stats.last_commit_bytes)
+    assert cost[300][0] == cost[20][0] == 3  # load state, load profile, commit
+    assert abs(cost[300][1] - cost[20][1]) <= 10  # only the version numbers got longer
