@@ -118,6 +118,7 @@ def ours(train_csv: Path, test_csv: Path, out: Path, args: argparse.Namespace, *
     from models.training import evaluate_files, train_from_files
 
     config.setdefault("val_fraction", args.val_fraction)
+    config.setdefault("embedding_keep_weight", args.keep_weight)
     cfg = TrainConfig(max_seq_len=args.max_seq_len, label_smoothing=args.label_smoothing,
                       threads=args.threads, patience=args.patience, **config)
     t0 = time.perf_counter()
@@ -202,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--keep-weight", type=float, default=4.0, help="embedding_keep_weight (0: plain fine-tuning)")
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--val-fraction", type=float, default=0.1, help="of the training file, for early stopping")
     p.add_argument("--max-seq-len", type=int, default=64)

@@ -157,6 +157,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     texts, source = texts_from(args.data, 2000, args.seed)
+    load_before = os.getloadavg()[0]
     results: list[dict[str, Any]] = []
     with ActionServerProcess({}, actions="rasa_fixed_action", cwd=ROOT / "benchmarks") as baseline:
         results.append({"server": "baseline", **measure(baseline, "action_fixed_response", texts, args, "baseline")})
@@ -171,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     record = {"bench": "rasa", "commit": commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)", "python": platform.python_version(),
               "models": args.models, "model_dir": str(args.model_dir or ""), "data": source, "threads": args.threads,
-              "burn_in": args.burn_in, "results": results}
+              "burn_in": args.burn_in, "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+              "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-    print(f"appended to {args.out}")
+    print(f"load average (1 min) before/after: {record['load_average_1min']}; appended to {args.out}")
     return 0
 
 

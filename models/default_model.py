@@ -26,7 +26,7 @@ from models.nlu import CODE_VERSION
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = TrainConfig(epochs=8, batch_size=16, lr=1e-4, head_lr=2e-3, patience=3, val_fraction=0.15,
-                             test_fraction=0.15, label_smoothing=0.1, embedding_keep_weight=1.0,
+                             test_fraction=0.15, label_smoothing=0.1, embedding_keep_weight=4.0,
                              max_seq_len=64, seed=0)
 LOCK_TIMEOUT_S = 1800.0
 SENTIMENT_FILE = "sentiment.csv"

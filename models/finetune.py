@@ -48,9 +48,9 @@ class TrainConfig:
     test_fraction: float = 0.15
     seed: int = 0
     freeze_embeddings: bool = True  # word-embedding matrix kept fixed (faster, less over-fitting)
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     class_balance: float = 0.0  # loss weight of a class ~ count^-class_balance (0.5: inverse sqrt)
-    embedding_keep_weight: float = 0.0
+    embedding_keep_weight: float = 4.0  # keeps knowledge-base retrieval near the pretrained encoder's
     oos_method: str = "energy"
     threads: int = 2
 

@@ -155,8 +155,8 @@ _TOTAL_STRONG = re.compile(
     r"|T[O0]TAL\s*SALES"
 )
 _TOTAL_NOT = re.compile(
-    r"SUB|QTY|QUANTITY|ITEM|EXCL|DISC|SAVING|INCLUDES|TAX\b|TOTAL\s*GST|GST\s*T[O0]TAL|POINT|TENDER|CHANGE"
-    r"|ADJ|(?:ROUNDING)(?!.*T[O0]TAL)"
+    r"SUB|QTY|QUANTITY|ITEM|EXCL|DISC|SAVING|INCLUDES|T[O0]TAL\s*(?:TAX|GST|VAT)|(?:TAX|GST|VAT)\s*T[O0]TAL"
+    r"|POINT|TENDER|CHANGE|ADJ|ROUNDING(?!.*T[O0]TAL)"
 )
 _CASH = re.compile(r"\bCASH\b|TENDERED|PAID")
 _CHANGE = re.compile(r"CHANGE|BALANCE(?!\s*DUE)")
@@ -198,7 +198,7 @@ def receipt_total(rows: Sequence[Row]) -> str | None:
     candidates: list[tuple[int, Decimal]] = []
     for i, row in enumerate(rows):
         upper = row.text.upper()
-        if not _TOTAL.search(upper) or _TOTAL_NOT.search(upper.replace(" ", "")):
+        if not _TOTAL.search(upper) or _TOTAL_NOT.search(upper):
             continue
         priority = 2 if _TOTAL_STRONG.search(upper) else 1
         candidates.extend((priority, amount) for amount in _amount_after_label(rows, i))

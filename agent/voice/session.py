@@ -16,6 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,31 @@ class CallStats:
     handoffs: int = 0
     failed_turns: int = 0
     turn_end_times: list[float] = field(default_factory=list)  # monotonic s, end of each turn detected
+    reply_latencies_ms: list[float] = field(default_factory=list)  # end of turn detected -> first reply frame
     results: list[TurnResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallReport:
+    """A finished call, for monitoring and benchmarks (no customer content)."""
+
+    conversation_id: str
+    gateway: str
+    duration_s: float
+    turns: int
+    barge_ins: int
+    dtmf: int
+    handoffs: int
+    failed_turns: int
+    protocol_errors: int
+    frames_sent: int
+    max_late_ms: float  # the latest any reply frame went out after its due time
+    frames_late_100ms: int
+    underruns: int  # the next sentence was not ready when the previous one had played
+    reply_latencies_ms: tuple[float, ...]
+
+
+RECENT_CALLS: deque[CallReport] = deque(maxlen=1000)  # newest last
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +111,7 @@ class CallSession:
         self.speaker = Speaker(transport, lambda: agent.synthesizer, lead_ms=self.config.telephony.frame_lead_ms,
                                clock=clock, on_mark=self._mark_sent)
         self.stats = CallStats()
+        self.started_at = clock()
         self.closed = False
         self.transferred = False
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
@@ -196,7 +222,7 @@ class CallSession:
             if not self._queue.empty() or self.detector.in_speech:
                 continue  # the caller has moved on: answer the newer turn instead
             try:
-                await self._respond(decision)
+                await self._respond(decision, ended_at=item.ended_at)
             except CallClosed:
                 self.closed = True
 
@@ -214,9 +240,11 @@ class CallSession:
                  type(result.decision).__name__.lower())
         return result.decision
 
-    async def _respond(self, decision: PolicyDecision) -> None:
+    async def _respond(self, decision: PolicyDecision, *, ended_at: float) -> None:
         text = reply_text(decision)
+        first_frames = self.speaker.stats.first_frame_times
         if text:
+            replies_before = len(first_frames)
             self._replies += 1
             self._speaking = asyncio.create_task(self.speaker.speak(text, reply_id=f"r{self._replies}"))
             await asyncio.wait({self._speaking})
@@ -225,6 +253,8 @@ class CallSession:
                 if isinstance(error, CallClosed):
                     raise error
                 log.error("call %s: reply could not be spoken (%s)", self.info.conversation_id, type(error).__name__)
+            if len(first_frames) > replies_before:
+                self.stats.reply_latencies_ms.append((first_frames[replies_before] - ended_at) * 1000.0)
         if isinstance(decision, Handoff) and not self.closed:
             await self._until_played()
             self.stats.handoffs += 1
@@ -252,15 +282,27 @@ class CallSession:
             self._speaking.cancel()
         self._queue.put_nowait(None)
         worker, self._worker = self._worker, None
-        if worker is not None:
-            try:
+        try:
+            if worker is not None:
                 await asyncio.wait_for(worker, FINISH_TIMEOUT_S)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                log.error("call %s: turns still unsaved at hang-up were abandoned", self.info.conversation_id)
-        for task in list(self._background):
-            task.cancel()
+        except asyncio.TimeoutError:
+            log.error("call %s: turns still unsaved at hang-up were abandoned", self.info.conversation_id)
+        finally:
+            for task in list(self._background):
+                task.cancel()
+        RECENT_CALLS.append(self.report())
         log.info("call %s ended (%s): %d turns, %d barge-ins, %d protocol errors", self.info.conversation_id,
                  reason, self.stats.turns, self.stats.barge_ins, self.stats.protocol_errors)
+
+    def report(self) -> CallReport:
+        s, p = self.stats, self.speaker.stats
+        return CallReport(
+            conversation_id=self.info.conversation_id, gateway=self.info.gateway,
+            duration_s=self.clock() - self.started_at, turns=s.turns, barge_ins=s.barge_ins, dtmf=s.dtmf,
+            handoffs=s.handoffs, failed_turns=s.failed_turns, protocol_errors=s.protocol_errors,
+            frames_sent=p.frames_sent, max_late_ms=p.max_late_ms, frames_late_100ms=p.frames_late_100ms,
+            underruns=p.underruns, reply_latencies_ms=tuple(s.reply_latencies_ms),
+        )
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

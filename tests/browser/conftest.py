@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,7 @@ class LiveServer:
     url: str
     store: str  # "redis" | "memory"
     image_limit_bytes: int
+    agent: Any  # the server's agent.runtime.Agent
 
 
 def _free_port() -> int:
@@ -78,11 +80,8 @@ def _delete_keys(url: str, prefix: str) -> None:
 
 
 @contextmanager
-def _serve(env: dict[str, str], *, store: str, with_vision: bool = False) -> Iterator[LiveServer]:
-    """The real app (``load_agent`` + ``create_app``) on a free port, in a thread, until the block ends.
-
-    ``with_vision``: build the image analyser first (the first build trains and caches the
-    image-kind head, which would otherwise hold up the first image turn for minutes)."""
+def _serve(env: dict[str, str], *, store: str) -> Iterator[LiveServer]:
+    """The real app (``load_agent`` + ``create_app``) on a free port, in a thread, until the block ends."""
     import uvicorn
 
     from agent.config import AgentConfig
@@ -90,8 +89,6 @@ def _serve(env: dict[str, str], *, store: str, with_vision: bool = False) -> Ite
     from agent.server import create_app
 
     agent = load_agent(AgentConfig.from_env(env))
-    if with_vision:
-        agent.image_analyzer  # noqa: B018 - built (and cached) on first access
     app = create_app(agent, wait_for_model=True)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -103,7 +100,7 @@ def _serve(env: dict[str, str], *, store: str, with_vision: bool = False) -> Ite
             pytest.fail("the test server did not start (see the log above)")
         time.sleep(0.1)
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}", store=store, image_limit_bytes=IMAGE_LIMIT_BYTES)
+        yield LiveServer(url=f"http://127.0.0.1:{port}", store=store, image_limit_bytes=IMAGE_LIMIT_BYTES, agent=agent)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -121,11 +118,18 @@ def _base_env(model_dir: Path) -> dict[str, str]:
 def live_server(request: pytest.FixtureRequest, trained_model_dir: Path) -> Iterator[LiveServer]:
     store_env, store = _store_env(request)
     try:
-        with _serve({**_base_env(trained_model_dir), **store_env}, store=store, with_vision=True) as server:
+        with _serve({**_base_env(trained_model_dir), **store_env}, store=store) as server:
             yield server
     finally:
         if store == "redis":
             _delete_keys(store_env["AGENT_REDIS_URL"], store_env["AGENT_KEY_PREFIX"])
+
+
+@pytest.fixture(scope="session")
+def vision_ready(live_server: LiveServer) -> None:
+    """Builds the server's image analyser before an image test (its first build trains and caches
+    the image-kind head, which would otherwise hold up the first image turn for minutes)."""
+    live_server.agent.image_analyzer  # noqa: B018 - built on first access, thread-safe
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,9 @@ def test_a_typed_message_gets_the_agents_reply(pages) -> None:
     pages.shot(page, "chat-reply")
 
 
-def test_a_receipt_upload_gets_a_reply_that_mentions_its_total(pages, receipts: Callable[[str], Path]) -> None:
+def test_a_receipt_upload_gets_a_reply_that_mentions_its_total(
+    pages, receipts: Callable[[str], Path], vision_ready: None
+) -> None:
     receipt = receipts("000")
     total = json.loads(receipt.with_suffix(".json").read_text())["total"]
     page = pages.open("/")
@@ -67,7 +69,7 @@ def test_a_receipt_upload_gets_a_reply_that_mentions_its_total(pages, receipts: 
 
 
 def test_an_image_dropped_on_the_page_is_attached_with_a_preview_and_can_be_removed(
-    pages, receipts: Callable[[str], Path]
+    pages, receipts: Callable[[str], Path], vision_ready: None
 ) -> None:
     page = pages.open("/")
     data = base64.b64encode(receipts("001").read_bytes()).decode()
@@ -193,3 +195,25 @@ def test_the_page_fits_a_phone_screen(pages, receipts: Callable[[str], Path]) ->
     page.set_input_files("#file-input", str(receipts("002")))
     expect(page.locator("#attachment-preview")).to_be_in_viewport()
     pages.shot(page, "chat-phone")
+
+
+def test_quick_replies_are_offered_and_send_their_text(pages) -> None:
+    """A returning customer (same user id, new conversation) is asked about their recent issue with
+    Yes/No buttons (the policy's recall question)."""
+    page = pages.open("/")
+    send_message(page, "I lost my card")
+    first = conversation_id(page)
+    page.click("#new-conversation")
+    expect(page.locator("#log .msg")).to_have_count(0)
+    assert conversation_id(page) != first
+    body = send_message(page, "I lost my card")
+    assert body["reply"]["buttons"], body  # the policy asks "is this about the card you reported ...?"
+    quick = page.locator(".quick-replies .quick")
+    expect(quick).to_have_text(body["reply"]["buttons"])
+    pages.shot(page, "chat-quick-replies")
+    with page.expect_response(lambda r: r.url.endswith("/turns")) as info:
+        quick.first.click()
+    assert info.value.status == 200
+    expect(page.locator(".msg-user .text").last).to_have_text(body["reply"]["buttons"][0])
+    expect(page.locator(".msg-bot")).to_have_count(2)
+    expect(page.locator(".quick-replies")).to_have_count(1 if info.value.json()["reply"]["buttons"] else 0)

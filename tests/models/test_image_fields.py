@@ -150,3 +150,10 @@ def test_a_date_is_not_an_expiry_unless_the_picture_is_a_card() -> None:
 def test_nothing_from_nothing() -> None:
     assert read_fields((), kind="receipt") == ()
     assert read_fields(page("a photo"), kind="other") == ()
+
+
+@pytest.mark.parametrize("label", ["TOTAL TAX", "TOTALTAX", "Total GST (RM) :", "Sub Total", "Total Qty: 9",
+                                   "ROUNDING ADJ", "TOTAL INCLUDES 6% GST"])
+def test_rows_that_are_not_the_total_are_ignored(label: str) -> None:
+    lines = page((label, "99.00"), ("TOTAL", "9.00"))
+    assert dict(read_fields(lines, kind="receipt"))["total"] == "9.00"

@@ -20,6 +20,8 @@ from agent.messages import Handoff
 from agent.voice import serve_audiosocket
 from tests.voice.phone import AudioSocketPhone, FakeVoiceAgent, ScriptedRecognizer, espeak_8k, silence_8k, wait_for
 
+pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
+
 LOST = "I lost my credit card"
 PERSON = "I want to talk to a person"
 CALL = "40325ec2-5efd-4bd3-805f-53576e581d13"

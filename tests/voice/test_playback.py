@@ -14,6 +14,8 @@ from agent.voice.playback import CallClosed, Speaker
 from models.tts import load_synthesizer
 from tests.voice.phone import RecordingTransport
 
+pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
+
 
 class SlowSynthesizer:
     """Takes ``delay_s`` per sentence and returns 1 s of tone, so timing is known."""

@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import AgentConfig, Secret
 from agent.messages import Answer, Handoff
-from agent.voice.session import CallInfo, CallSession, caller_user_id
+from agent.voice.session import RECENT_CALLS, CallInfo, CallSession, caller_user_id
 from tests.voice.phone import (
     FakeVoiceAgent,
     RecordingTransport,
@@ -21,6 +21,8 @@ from tests.voice.phone import (
     silence_8k,
     wait_for,
 )
+
+pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
 
 LOST = "I lost my credit card"
 PERSON = "I want to talk to a person"
@@ -51,6 +53,9 @@ async def test_a_spoken_turn_is_answered_with_paced_audio() -> None:
     assert len(transport.frames) > 100  # two sentences of reply, 20 ms each
     assert session.stats.barge_ins == 0 and transport.clears == []
     await session.finish("test")
+    report = RECENT_CALLS[-1]
+    assert (report.conversation_id, report.turns, report.frames_sent) == ("call-1", 1, len(transport.frames))
+    assert len(report.reply_latencies_ms) == 1 and 0 < report.reply_latencies_ms[0] < 5000
 
 
 async def test_barge_in_stops_the_reply_clears_and_takes_the_new_turn() -> None:

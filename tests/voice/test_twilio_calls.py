@@ -31,6 +31,8 @@ from tests.voice.phone import (
     wait_for,
 )
 
+pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
+
 LOST = "I lost my credit card"
 PERSON = "I want to talk to a person"
 
