@@ -104,6 +104,7 @@ class NluConfig:
     quantize: bool = False  # dynamic int8 quantisation of the encoder's linear layers
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     knowledge_min_score: float = 0.55  # cosine similarity for a knowledge-base answer
+    micro_batch: int = 32  # most concurrent messages in one forward pass; 1 turns batching off
 
     def __post_init__(self) -> None:
         if not 8 <= self.max_seq_len <= 512:
@@ -147,6 +148,7 @@ class AsrConfig:
     no_speech_threshold: float = 0.6
     low_logprob_threshold: float = -1.0  # below this average log-probability: low confidence
     cpu_threads: int = 2  # CTranslate2 / torch threads of the recognizer
+    encoder_window_s: float = 30.0  # faster-whisper: below 30, short clips are encoded in this window (faster)
     cache_dir: Path = DEFAULT_CACHE_DIR  # assembled Whisper base, converted openai-whisper checkpoints
 
     def __post_init__(self) -> None:

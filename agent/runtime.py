@@ -240,7 +240,7 @@ class Agent:
             batch_fn = getattr(model, "understand_batch_with_embeddings", None) or (
                 lambda texts: [model.understand_with_embedding(t) for t in texts]
             )
-            self._text_batcher = TextBatcher(batch_fn)
+            self._text_batcher = TextBatcher(batch_fn, max_batch=max(1, self.config.nlu.micro_batch))
         return self._text_batcher
 
     def _understand_sync(

@@ -3,9 +3,10 @@
 Sets: the LibriSpeech clips and JFK (``<data>/speech``), the 8 kHz Harvard sentences
 (``OSR_us_000_0034_8k.wav``), and customer requests written for this benchmark, spoken by several
 espeak-ng voices (and Piper, where installed) and passed through an 8 kHz G.711 mu-law telephone
-channel. Back-ends: faster-whisper tiny.en (int8, the default), faster-whisper base (int8), and
-openai-whisper tiny.en on the checkpoint converted from the shipped CTranslate2 weights; the
-reference openai-whisper is the baseline. Each back-end gets a burn-in, then every clip once.
+channel. Back-ends: faster-whisper tiny.en (int8, the default), the same with a 15 s or 10 s encoder
+window for short clips (``asr.encoder_window_s``), faster-whisper base (int8), and openai-whisper
+tiny.en on the checkpoint converted from the shipped CTranslate2 weights; the reference
+openai-whisper is the baseline. Each back-end gets a burn-in, then every clip once.
 
     nice -n 10 python benchmarks/bench_asr.py            # all sets, all back-ends
     python benchmarks/bench_asr.py --backends fw-tiny --limit 10
@@ -56,6 +57,8 @@ REQUESTS = (
 VOICES = (("en-us", 165), ("en-gb", 150), ("en-us+f3", 175), ("en-gb-x-rp+m3", 140))
 BACKENDS = {
     "fw-tiny": {"backend": "faster-whisper", "model_name": "tiny.en"},
+    "fw-tiny-w10": {"backend": "faster-whisper", "model_name": "tiny.en", "encoder_window_s": 10.0},
+    "fw-tiny-w15": {"backend": "faster-whisper", "model_name": "tiny.en", "encoder_window_s": 15.0},
     "fw-base": {"backend": "faster-whisper", "model_name": "base"},
     "ow-tiny": {"backend": "openai-whisper", "model_name": "tiny.en"},
     "ow-base": {"backend": "openai-whisper", "model_name": "base"},
@@ -150,7 +153,7 @@ def measure(recognizer, clips: list[tuple[AudioClip, str]]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("AGENT_SHARED_DATA", ROOT.parent / "shared" / "data")))
-    parser.add_argument("--backends", default="fw-tiny,fw-base,ow-tiny", help=f"comma-separated, of {sorted(BACKENDS)}")
+    parser.add_argument("--backends", default="fw-tiny,fw-tiny-w15,fw-tiny-w10,fw-base,ow-tiny", help=f"comma-separated, of {sorted(BACKENDS)}")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N customer requests")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=None)

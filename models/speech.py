@@ -39,6 +39,15 @@ BACKENDS = ("faster-whisper", "openai-whisper")
 WINDOW_S = 30.0  # Whisper's encoder sees 30 s at a time
 ENCODER_FRAME_S = 0.02  # one encoder output frame per 20 ms
 MIN_CLIP_S = 0.1  # shorter clips are answered with an empty, low-confidence transcript
+SHORT_WINDOW_MARGIN_S = 1.0  # a clip uses the short encoder window when it fits with this to spare
+MAX_COMPRESSION_RATIO = 2.4  # Whisper's test for repetitive (hallucinated) text
+
+
+def _compression_ratio(text: str) -> float:
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
 
 
 def ctranslate2_dir(model_name: str, cache_dir: Path) -> Path:
@@ -121,22 +130,68 @@ class FasterWhisperRecognizer:
             cpu_threads=max(1, config.cpu_threads), num_workers=1, local_files_only=True,
         )
         self.multilingual = bool(self._model.model.is_multilingual)
+        self._setup: tuple[Any, list[int], list[int]] | None = None
 
     def transcribe(self, clip: AudioClip, *, with_features: bool = False) -> Transcript:
         audio = _prepared(clip)
         duration_s = len(audio) / SAMPLE_RATE
         if duration_s < MIN_CLIP_S:
             return _empty(self.config, duration_s, self.encode(audio) if with_features else None)
-        segments, info = self._model.transcribe(
-            audio, language=self._language(), beam_size=self.config.beam_size, temperature=0.0,
-            condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
-        )
-        decoded = [_Segment(text=s.text, avg_logprob=s.avg_logprob, no_speech_prob=s.no_speech_prob,
-                            n_tokens=len(s.tokens)) for s in segments]
-        transcript = summarise(decoded, language=info.language, duration_s=duration_s, config=self.config)
+        decoded = self._decode_short(audio) if self._short_window(duration_s) else None
+        language = self._language() or "en"
+        if decoded is None:
+            segments, info = self._model.transcribe(
+                audio, language=self._language(), beam_size=self.config.beam_size, temperature=0.0,
+                condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
+            )
+            decoded = [_Segment(text=s.text, avg_logprob=s.avg_logprob, no_speech_prob=s.no_speech_prob,
+                                n_tokens=len(s.tokens)) for s in segments]
+            language = info.language
+        transcript = summarise(decoded, language=language, duration_s=duration_s, config=self.config)
         if with_features:
             transcript = _with_features(transcript, self.encode(audio))
         return transcript
+
+    def _short_window(self, duration_s: float) -> bool:
+        window_s = self.config.encoder_window_s
+        return window_s < WINDOW_S and duration_s + SHORT_WINDOW_MARGIN_S <= window_s and self._language() is not None
+
+    def _decode_short(self, audio: np.ndarray) -> list[_Segment] | None:
+        """Greedy decoding over an encoder window of ``encoder_window_s`` instead of 30 s.
+
+        The encoder's cost grows faster than linearly with its input, so a 10 s window costs
+        a fraction of a 30 s one. None (decode the usual way) when the text comes out
+        repetitive, the way Whisper hallucinates on too short a window.
+        """
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        tokenizer, prompt, suppress = self._decoding_setup()
+        frames = int(self.config.encoder_window_s * 100) // 2 * 2  # 10 ms mel frames, even
+        features = pad_or_trim(self._model.feature_extractor(audio), frames)
+        encoded = self._model.model.encode(get_ctranslate2_storage(features[None]), to_cpu=False)
+        result = self._model.model.generate(
+            encoded, [prompt], beam_size=self.config.beam_size, max_length=self._model.max_length,
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=suppress,
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = tokenizer.decode(tokens).strip()
+        if text and _compression_ratio(text) > MAX_COMPRESSION_RATIO:
+            return None
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper recovers it
+        return [_Segment(text=text, avg_logprob=avg_logprob, no_speech_prob=result.no_speech_prob,
+                         n_tokens=len(tokens))]
+
+    def _decoding_setup(self) -> tuple[Any, list[int], list[int]]:
+        if self._setup is None:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe",
+                                  language=self._language())
+            prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+            self._setup = (tokenizer, prompt, list(get_suppressed_tokens(tokenizer, [-1]) or []))
+        return self._setup
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """Encoder output for the first 30 s of 16 kHz audio, shape (n_frames, d_model), float32."""
@@ -148,7 +203,7 @@ class FasterWhisperRecognizer:
         return np.ascontiguousarray(array[0, : _n_frames(len(audio))])
 
     def _language(self) -> str | None:
-        return self.config.language if self.multilingual else "en"
+        return self.config.language if self.multilingual else "en"  # English-only models know one
 
 
 def _with_features(transcript: Transcript, features: np.ndarray) -> Transcript:
@@ -263,7 +318,7 @@ def load_recognizer(config: AsrConfig) -> SpeechRecognizer:
         raise ConfigError(f"asr.model_name: expected one of {list(MODEL_NAMES)}, got {config.model_name!r}")
     key = (config.backend, config.model_name, config.device, config.compute_type, config.cpu_threads,
            str(config.cache_dir), config.language, config.beam_size, config.no_speech_threshold,
-           config.low_logprob_threshold)
+           config.low_logprob_threshold, config.encoder_window_s)
     with _CACHE_LOCK:
         if key not in _CACHE:
             _CACHE[key] = MemoRecognizer(_build(config))

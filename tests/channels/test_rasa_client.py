@@ -45,7 +45,7 @@ def wav_bytes(seconds: float = 0.5, rate_hz: int = 16_000) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def config(request: pytest.FixtureRequest) -> AgentConfig:
     data: dict[str, Any] = {}
     if request.param == "redis":
