@@ -46,10 +46,13 @@ TURN_BODY_DOC: dict[str, Any] = {
 
 
 def add_routes(app: FastAPI, agent: Agent) -> None:
+    from agent.channels.rasa_http import add_runtime_routes
+
     _add_turns(app, agent)
     _add_reads(app, agent)
     _add_handoffs(app, agent)
     _add_ops(app, agent)
+    add_runtime_routes(app, agent)  # hand-off, understand, profile update: used by Rasa actions over HTTP
 
 
 def _add_turns(app: FastAPI, agent: Agent) -> None:

@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -119,12 +119,18 @@ def collate(ids: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor
     return input_ids, mask
 
 
-def _batches(n: int, batch_size: int, rng: random.Random | None) -> Iterator[list[int]]:
-    order = list(range(n))
-    if rng is not None:
-        rng.shuffle(order)
-    for i in range(0, n, batch_size):
-        yield order[i : i + batch_size]
+def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random, *, pool: int = 50) -> list[list[int]]:
+    """Shuffled batches of similar length ("sortish"): shuffle, sort within pools of
+    ``pool * batch_size`` examples by length, cut into batches, shuffle the batch order. Less
+    padding, so fewer wasted tokens per step than fully random batches."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        chunk = sorted(order[start : start + pool * batch_size], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 @torch.inference_mode()
@@ -242,7 +248,7 @@ def fit(model: MultiHeadTextModel, train: Encoded, val: Encoded, config: TrainCo
     for epoch in range(1, config.epochs + 1):
         model.train()
         t0, losses = time.perf_counter(), []
-        bar = tqdm(list(_batches(len(train), config.batch_size, rng)), desc=f"epoch {epoch}/{config.epochs}",
+        bar = tqdm(_batches([len(x) for x in train.ids], config.batch_size, rng), desc=f"epoch {epoch}/{config.epochs}",
                    disable=not progress, leave=False, unit="batch")
         for idx in bar:
             loss = _loss(model, train, idx, config)

@@ -19,7 +19,6 @@ from rasa_sdk.interfaces import ActionExecutionRejection
 
 from agent.channels import rasa_action
 from agent.channels.rasa_client import HttpRuntime, InProcessRuntime, runtime_id
-from agent.channels.rasa_http import add_runtime_routes
 from agent.config import AgentConfig
 from agent.errors import NotFound
 from agent.runtime import Agent
@@ -62,7 +61,6 @@ async def agent(request: pytest.FixtureRequest, config: AgentConfig) -> AsyncIte
         client: Any = InProcessRuntime(agent)
     else:
         app = create_app(agent)
-        add_runtime_routes(app, agent)
         client = HttpRuntime("http://runtime.test", transport=httpx.ASGITransport(app=app))
     rasa_action.RUNTIME.use(client, config)
     request.node.mode = request.param

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.channels.rasa_http import add_runtime_routes
 from agent.config import AgentConfig
 from agent.server import create_app
 from tests.channels.rasa_fake_agent import build_agent
@@ -16,7 +15,6 @@ from tests.channels.rasa_fake_agent import build_agent
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     app = create_app(build_agent(AgentConfig()), wait_for_model=True)
-    add_runtime_routes(app, app.state.agent)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -213,13 +213,11 @@ def test_a_model_that_fails_to_load_hands_off(redis_url, prefix, tmp_path: Path)
 def test_agent_rasa_actions_cli_over_http_to_a_runtime(redis_url, prefix) -> None:
     import uvicorn
 
-    from agent.channels.rasa_http import add_runtime_routes
     from agent.server import create_app
     from tests.channels.rasa_fake_agent import build_agent
 
     config = AgentConfig.from_mapping({"store": {"redis_url": redis_url, "key_prefix": prefix}})
     app = create_app(build_agent(config), wait_for_model=True)
-    add_runtime_routes(app, app.state.agent)
     port = free_port()
     runtime = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=runtime.run, daemon=True)
