@@ -148,7 +148,7 @@ class AsrConfig:
     no_speech_threshold: float = 0.6
     low_logprob_threshold: float = -1.0  # below this average log-probability: low confidence
     cpu_threads: int = 2  # CTranslate2 / torch threads of the recognizer
-    encoder_window_s: float = 30.0  # faster-whisper: below 30, short clips are encoded in this window (faster)
+    encoder_window_s: float = 15.0  # faster-whisper: clips under this (less 1 s) are encoded in this window, not 30 s
     cache_dir: Path = DEFAULT_CACHE_DIR  # assembled Whisper base, converted openai-whisper checkpoints
 
     def __post_init__(self) -> None:

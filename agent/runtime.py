@@ -383,6 +383,6 @@ def _vad() -> Any:
 
 
 def _vision() -> Any:
-    from models import image_kind
+    from models import image_analyzer
 
-    return image_kind
+    return image_analyzer

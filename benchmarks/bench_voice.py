@@ -26,6 +26,7 @@ import base64
 import contextlib
 import io
 import json
+import math
 import os
 import random
 import subprocess
@@ -40,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import AgentConfig  # noqa: E402
-from modalities.audio import float32_to_mulaw, resample  # noqa: E402
+from agent.config import AgentConfig
+from modalities.audio import float32_to_mulaw, resample
 
 REQUESTS = (
     "I lost my credit card",
@@ -104,7 +105,7 @@ class Phone:
                 while self.queue or len(self.speech_ends) < len(latencies) + 1:
                     await asyncio.sleep(0.005)
                 spoke = self.speech_ends[-1]
-                if not await _until(lambda: any(t > spoke for t in self.media_times), 30):
+                if not await _until(lambda spoke=spoke: any(t > spoke for t in self.media_times), 30):
                     latencies.append(float("nan"))
                     continue
                 latencies.append((next(t for t in self.media_times if t > spoke) - spoke) * 1000.0)
@@ -185,7 +186,7 @@ async def serving(agent: Any) -> Any:
 
 
 def percentile(values: list[float], q: float) -> float:
-    clean = [v for v in values if v == v]
+    clean = [v for v in values if not math.isnan(v)]
     return float(np.percentile(clean, q)) if clean else float("nan")
 
 
@@ -239,7 +240,7 @@ async def latency_stage(args: argparse.Namespace, agent: Any) -> dict[str, float
     return {"turns": len(client), "speech_end_to_first_frame_p50_ms": percentile(client, 50),
             "speech_end_to_first_frame_p95_ms": percentile(client, 95),
             "turn_end_to_first_frame_p50_ms": percentile(server, 50),
-            "turn_end_to_first_frame_p95_ms": percentile(server, 95), "missed": sum(1 for v in client if v != v)}
+            "turn_end_to_first_frame_p95_ms": percentile(server, 95), "missed": sum(1 for v in client if math.isnan(v))}
 
 
 async def concurrency_stage(args: argparse.Namespace, agent: Any, k: int) -> dict[str, float]:
@@ -259,7 +260,7 @@ async def concurrency_stage(args: argparse.Namespace, agent: Any, k: int) -> dic
     return {"calls": k, "reports": len(reports), "max_late_ms": max((r.max_late_ms for r in reports), default=float("nan")),
             "frames": sum(r.frames_sent for r in reports), "frames_late_100ms": sum(r.frames_late_100ms for r in reports),
             "underruns": sum(r.underruns for r in reports), "reply_p50_ms": percentile(latencies, 50),
-            "reply_p95_ms": percentile(latencies, 95), "missed": sum(1 for v in latencies if v != v)}
+            "reply_p95_ms": percentile(latencies, 95), "missed": sum(1 for v in latencies if math.isnan(v))}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def pcm16_to_mulaw(samples: np.ndarray) -> bytes:
     segment = np.floor(np.log2(magnitude)).astype(np.int32) - 5  # 0..7
     mantissa = (magnitude >> (segment + 1)) & 0x0F
     codes = ((segment << 4) | mantissa) ^ np.where(negative, 0x7F, 0xFF)
-    return codes.astype(np.uint8).tobytes()
+    return bytes(codes.astype(np.uint8).tobytes())
 
 
 def pcm16_bytes_to_float32(data: bytes) -> np.ndarray:
@@ -104,7 +104,8 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     if from_hz == to_hz or len(x) == 0:
         return x.copy()
     g = math.gcd(from_hz, to_hz)
-    return resample_poly(x, to_hz // g, from_hz // g).astype(np.float32)
+    out: np.ndarray = resample_poly(x, to_hz // g, from_hz // g).astype(np.float32)
+    return out
 
 
 def to_16k(clip: AudioClip) -> AudioClip:

@@ -11,6 +11,7 @@ Full card numbers are never returned: ``mask_card_numbers`` hides all but the la
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,18 +35,36 @@ class Row:
     confidence: float
 
 
-def _geometry(line: OcrLine) -> tuple[float, float, float]:
-    """(x_min, y_centre, height) of a line's box in pixels; lines without a box get zeros."""
+def skew_rad(lines: Sequence[OcrLine]) -> float:
+    """The median slope of the lines' top edges, in radians (0 for a level picture)."""
+    angles = []
+    for line in lines:
+        if len(line.box) == 4:
+            (x0, y0), (x1, y1) = line.box[0], line.box[1]
+            if abs(x1 - x0) > 1e-6:
+                angles.append(math.atan2(y1 - y0, x1 - x0))
+    return float(sorted(angles)[len(angles) // 2]) if angles else 0.0
+
+
+def _geometry(line: OcrLine, angle: float) -> tuple[float, float, float]:
+    """(x_min, y_centre, height) of a line's box in pixels, measured along the text direction
+    (the box turned by -``angle``); lines without a box get zeros."""
     if not line.box:
         return 0.0, 0.0, 0.0
-    xs = [p[0] for p in line.box]
-    ys = [p[1] for p in line.box]
+    cos, sin = math.cos(angle), math.sin(angle)
+    xs = [x * cos + y * sin for x, y in line.box]
+    ys = [y * cos - x * sin for x, y in line.box]
     return min(xs), (min(ys) + max(ys)) / 2.0, max(ys) - min(ys)
 
 
 def group_rows(lines: Sequence[OcrLine]) -> tuple[Row, ...]:
-    """Lines whose vertical centres are within half a line height of each other form a row."""
-    placed = sorted(((*_geometry(line), line) for line in lines), key=lambda g: g[1])
+    """Lines whose vertical centres are within half a line height of each other form a row.
+
+    Positions are measured along the text's own direction, so a photo taken at an angle still
+    puts "TOTAL" and its amount on one row.
+    """
+    angle = skew_rad(lines)
+    placed = sorted(((*_geometry(line, angle), line) for line in lines), key=lambda g: g[1])
     rows: list[list[tuple[float, float, float, OcrLine]]] = []
     for geo in placed:
         if rows and geo[2] > 0:
@@ -280,12 +299,11 @@ def error_fields(rows: Sequence[Row]) -> tuple[tuple[str, str], ...]:
     messages = [r for r in flagged if not _ERROR_CODE.fullmatch(r.text.upper().strip())]
     if messages:
         headline = max(messages, key=lambda r: (r.height_px, -r.y_px))
-        out.append(("error_message", _clean(_strip_code(headline.text))))
-        details = [r for r in messages if r is not headline]
+        title = _paragraph(rows, rows.index(headline))  # a headline wrapped over two rows
+        out.append(("error_message", _clean(_strip_code(title))))
+        details = [r for r in messages if r.text not in title]
         if details:
-            detail = _paragraph(rows, rows.index(details[0]))
-            if headline.text not in detail:
-                out.append(("error_detail", _clean(_strip_code(detail), limit=200)))
+            out.append(("error_detail", _clean(_strip_code(_paragraph(rows, rows.index(details[0]))), limit=200)))
     if code and (messages or re.search(r"ERR", " ".join(r.text.upper() for r in rows))):
         out.append(("error_code", code))
     near = sorted({j for r in flagged for j in range(rows.index(r) - 1, rows.index(r) + 2) if 0 <= j < len(rows)})
@@ -343,20 +361,29 @@ def mask_card_numbers(text: str) -> str:
     return _PAN.sub(mask, text)
 
 
-def card_fields(rows: Sequence[Row], *, expiry_without_label: bool) -> tuple[tuple[str, str], ...]:
-    """``card_last4`` from a masked, grouped or "ending in" number; ``expiry`` as MM/YY."""
+_FOUR_DIGITS = re.compile(r"(?<![\d/])\d{4}(?![\d/])")
+
+
+def card_fields(rows: Sequence[Row], *, on_card: bool) -> tuple[tuple[str, str], ...]:
+    """``card_last4`` from a masked, grouped or "ending in" number (on a card, also a lone group of
+    four digits: OCR drops the mask dots); ``expiry`` as MM/YY (unlabelled only on a card)."""
     out: list[tuple[str, str]] = []
+    last4 = None
     for row in rows:
-        upper = row.text.upper()
-        m = _MASKED.search(upper) or _GROUPED.search(upper) or _ENDING.search(upper)
+        m = _MASKED.search(row.text.upper()) or _GROUPED.search(row.text.upper()) or _ENDING.search(row.text.upper())
         if m:
-            out.append(("card_last4", m.group("last4")))
+            last4 = m.group("last4")
             break
+    if last4 is None and on_card:
+        groups = next((found for row in rows if (found := _FOUR_DIGITS.findall(row.text))), [])
+        last4 = groups[-1] if groups else None
+    if last4:
+        out.append(("card_last4", last4))
     for i, row in enumerate(rows):
         upper = row.text.upper()
         labelled = _EXPIRY_LABEL.search(upper) or (i > 0 and _EXPIRY_LABEL.search(rows[i - 1].text.upper()))
         m = _EXPIRY.search(upper)
-        if m and (labelled or expiry_without_label):
+        if m and (labelled or on_card):
             out.append(("expiry", f"{m.group('m')}/{m.group('y')[-2:]}"))
             break
     return tuple(out)
@@ -384,6 +411,6 @@ def read_fields(
             out.append(("date", found))
     if kind != "receipt":
         out.extend(error_fields(rows))
-    out.extend(card_fields(rows, expiry_without_label=kind == "card"))
+    out.extend(card_fields(rows, on_card=kind == "card"))
     names = set()
     return tuple(pair for pair in out if not (pair[0] in names or names.add(pair[0])))

@@ -293,7 +293,7 @@ class MemoRecognizer:
         if owner:
             try:
                 future.set_result(self.inner.transcribe(AudioClip(samples=audio, sample_rate_hz=SAMPLE_RATE)))
-            except BaseException as e:
+            except BaseException as e:  # noqa: BLE001 - handed to every waiter, re-raised by result()
                 future.set_exception(e)
                 with self._lock:
                     self._entries.pop(key, None)

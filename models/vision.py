@@ -14,6 +14,7 @@ the point), so the embedding depends only on the pixels.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -121,10 +122,23 @@ def _vit_preprocessing(path: Path, image_size: int) -> _VitPreprocessing:
     return _VitPreprocessing(size_px=size, mean=mean, std=std)
 
 
-class ViTImageEncoder:
-    """``ImageEncoder``: a local Hugging Face ViT; [CLS] embedding (hidden_size-d) and labels if a classifier."""
+def _folder_digest(path: Path) -> str:
+    """A short hash of a model folder's config and weights, naming the model in cache keys."""
+    digest = hashlib.sha256()
+    for file in sorted(path.iterdir()):
+        if file.suffix in (".json", ".safetensors", ".bin") and file.is_file():
+            digest.update(file.name.encode())
+            with file.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:12]
 
-    name = "vit"
+
+class ViTImageEncoder:
+    """``ImageEncoder``: a local Hugging Face ViT; [CLS] embedding (hidden_size-d) and labels if a classifier.
+
+    ``name`` is ``vit-<hash of the folder>``, so a kind head trained on one ViT is not used with another.
+    """
 
     def __init__(self, path: Path, *, top_k: int = 5, device: str = "cpu") -> None:
         path = Path(path)
@@ -151,6 +165,7 @@ class ViTImageEncoder:
         self._prep = _vit_preprocessing(path, int(config.image_size))
         self._top_k = top_k
         self.dim = int(config.hidden_size)
+        self.name = f"vit-{_folder_digest(path)}"
 
     @torch.inference_mode()
     def encode(self, image: ImageInput) -> ImageEmbedding:

@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -164,11 +164,14 @@ def _mark(m: Mapping[str, Any]) -> Mark:
 
 
 def _stop(m: Mapping[str, Any]) -> Stop:
-    stop = m.get("stop") if isinstance(m.get("stop"), dict) else {}
+    section = m.get("stop")
+    stop: Mapping[str, Any] = section if isinstance(section, dict) else {}
     return Stop(stream_sid=str(m.get("streamSid", "")), call_sid=str(stop.get("callSid", "")))
 
 
-_PARSERS = {"connected": _connected, "start": _start, "media": _media, "dtmf": _dtmf, "mark": _mark, "stop": _stop}
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], TwilioEvent]] = {
+    "connected": _connected, "start": _start, "media": _media, "dtmf": _dtmf, "mark": _mark, "stop": _stop,
+}
 
 
 # --- outbound -----------------------------------------------------------------------------------

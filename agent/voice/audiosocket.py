@@ -57,7 +57,7 @@ class AudioSocketTransport:
         try:
             self.writer.write(data)
             await asyncio.wait_for(self.writer.drain(), self.config.send_timeout_s)
-        except (asyncio.TimeoutError, ConnectionError, OSError) as e:
+        except (TimeoutError, ConnectionError, OSError) as e:
             self._closed = True
             raise CallClosed(f"Asterisk stopped taking audio ({type(e).__name__})") from e
 
@@ -99,7 +99,7 @@ class AudioSocketTransport:
         self.writer.close()
         try:
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-        except (asyncio.TimeoutError, ConnectionError, OSError):
+        except (TimeoutError, ConnectionError, OSError):
             self.writer.transport.abort()
 
 
@@ -123,7 +123,7 @@ class AudioSocketCall:
             payload = await asyncio.wait_for(self.reader.readexactly(length), timeout_s)
         except asyncio.IncompleteReadError as e:
             raise _Ended("connection closed" if not e.partial else "connection closed inside a message") from e
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             raise _Ended("no data from Asterisk") from e
         except (ConnectionError, OSError) as e:
             raise _Ended(f"connection error ({type(e).__name__})") from e

@@ -121,8 +121,7 @@ class Speaker:
         if not first and self.played_until < began:  # the gateway ran dry between sentences
             self.stats.underruns += 1
             self.stats.underrun_ms += (began - self.played_until) * 1000.0
-        if self.played_until < began:
-            self.played_until = began
+        self.played_until = max(self.played_until, began)
         start = self.played_until
         for i, frame in enumerate(frames):
             due = max(began, start + i * FRAME_S - self.lead_s)  # the first frames go at once

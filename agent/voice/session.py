@@ -15,8 +15,8 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,7 +155,8 @@ class CallSession:
         """Count a malformed gateway message; True when the call has had too many and should close."""
         self.stats.protocol_errors += 1
         log.warning("call %s: ignored a bad %s message: %s", self.info.conversation_id, self.info.gateway, what)
-        return self.stats.protocol_errors > self.config.telephony.max_protocol_errors
+        limit: int = self.config.telephony.max_protocol_errors
+        return self.stats.protocol_errors > limit
 
     # --- talking ----------------------------------------------------------------------------
 
@@ -211,7 +212,7 @@ class CallSession:
             recognizer = self.agent.recognizer
             if getattr(recognizer, "reuses_results", False):  # else the early result would be thrown away
                 await asyncio.to_thread(recognizer.transcribe, clip)
-        except Exception as e:  # the real turn transcribes again and reports properly
+        except Exception as e:  # noqa: BLE001 - the real turn transcribes again and reports properly
             log.debug("speculative transcription failed: %s", type(e).__name__)
 
     async def _turn_loop(self) -> None:
@@ -285,7 +286,7 @@ class CallSession:
         try:
             if worker is not None:
                 await asyncio.wait_for(worker, FINISH_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("call %s: turns still unsaved at hang-up were abandoned", self.info.conversation_id)
         finally:
             for task in list(self._background):

@@ -57,7 +57,7 @@ class TwilioTransport:
         try:
             async with self._lock:
                 await asyncio.wait_for(self.websocket.send_text(text), self.config.send_timeout_s)
-        except (asyncio.TimeoutError, RuntimeError, OSError) as e:
+        except (TimeoutError, RuntimeError, OSError) as e:
             self._closed = True
             raise CallClosed(f"sending to Twilio failed: {type(e).__name__}") from e
         except Exception as e:  # websockets' ConnectionClosed and friends, by whatever server runs us
@@ -97,7 +97,7 @@ class TwilioTransport:
         self._closed = True
         try:
             await self.websocket.close(code=1000)
-        except Exception:  # already closed by the peer
+        except Exception:  # noqa: BLE001, S110 - already closed by the peer; nothing is left to do
             pass
 
 
@@ -113,40 +113,36 @@ class TwilioCall:
         self._early_errors = 0
 
     async def run(self) -> None:
-        reason = "stream closed"
+        reason: str | None = None
         try:
-            while True:
+            while reason is None:
                 message = await self.websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     reason = "socket closed"
                     break
                 payload = message.get("text")
-                if payload is None:
-                    payload = message.get("bytes") or b""
-                if not self._handle(payload):
-                    reason = "stop" if self.session is None or not self.session.closed else "closed"
-                    break
+                reason = self._handle(payload if payload is not None else message.get("bytes") or b"")
         finally:
             if self.session is not None:
-                await self.session.finish(reason)
+                await self.session.finish(reason or "cancelled")
             if self.transport is not None:
                 await self.transport.close()
 
-    def _handle(self, payload: str | bytes) -> bool:
-        """Handle one message; False when the call is over."""
+    def _handle(self, payload: str | bytes) -> str | None:
+        """Handle one message; the reason the call is over, or None while it goes on."""
         try:
             event = codec.parse_event(payload, max_bytes=self.config.max_frame_bytes)
         except InvalidInput as e:
-            return not self._error(str(e))
+            return self._error(str(e))
         match event:
             case codec.Start():
                 if self.session is not None:
-                    return not self._error("a second 'start' on the same stream")
+                    return self._error("a second 'start' on the same stream")
                 self._start(event)
             case codec.Media() | codec.Dtmf() | codec.Mark() if self.session is None:
-                return not self._error(f"'{type(event).__name__.lower()}' before 'start'")
+                return self._error(f"'{type(event).__name__.lower()}' before 'start'")
             case codec.Media() | codec.Dtmf() | codec.Mark() if event.stream_sid != self.transport.stream_sid:  # type: ignore[union-attr]
-                return not self._error("a message for another streamSid")
+                return self._error("a message for another streamSid")
             case codec.Media():
                 if event.track in ("inbound", "inbound_track") and event.payload:
                     self.session.on_audio(mulaw_to_float32(event.payload))  # type: ignore[union-attr]
@@ -155,8 +151,8 @@ class TwilioCall:
             case codec.Mark():
                 self.session.on_mark(event.name)  # type: ignore[union-attr]
             case codec.Stop():
-                return False
-        return not (self.session is not None and self.session.closed)
+                return "stop"
+        return "gateway stopped taking audio" if self.session is not None and self.session.closed else None
 
     def _start(self, start: codec.Start) -> None:
         self.transport = TwilioTransport(self.websocket, self.config, start)
@@ -165,12 +161,14 @@ class TwilioCall:
         self.session = CallSession(self.agent, self.transport, info)
         self.session.start()
 
-    def _error(self, what: str) -> bool:
+    def _error(self, what: str) -> str | None:
         if self.session is not None:
-            return self.session.protocol_error(what)
-        self._early_errors += 1
-        log.warning("Twilio stream: ignored a bad message before 'start': %s", what)
-        return self._early_errors > self.config.max_protocol_errors
+            too_many = self.session.protocol_error(what)
+        else:
+            self._early_errors += 1
+            log.warning("Twilio stream: ignored a bad message before 'start': %s", what)
+            too_many = self._early_errors > self.config.max_protocol_errors
+        return "too many protocol errors" if too_many else None
 
 
 # --- routes ---------------------------------------------------------------------------------------

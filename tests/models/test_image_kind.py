@@ -183,3 +183,17 @@ def test_default_head_is_trained_once_then_cached(encoder, tmp_path: Path) -> No
     again = default_head(encoder, None, tmp_path, per_kind=2)
     assert time.perf_counter() - started < 1.0  # loaded, not retrained
     np.testing.assert_array_equal(first.stage1.coef, again.stage1.coef)
+
+
+@pytest.mark.slow
+def test_analyzer_with_a_local_vit_trains_a_head_for_that_vit(tmp_path: Path) -> None:
+    from tests.models.test_vision import save_tiny_vit
+
+    save_tiny_vit(tmp_path / "vit", classifier=False)
+    config = VisionConfig(encoder="vit", vit_path=tmp_path / "vit", ocr=False)
+    analyzer = load_image_analyzer(config, tmp_path / "cache")
+    assert analyzer.head.embedding_dim == 32 and analyzer.head.encoder.startswith("vit-")
+    (folder,) = (tmp_path / "cache" / "image-kind").iterdir()
+    assert folder.name.startswith(analyzer.head.encoder)
+    analysis = analyzer.analyze(image_from_pil(render("card", 905).image))
+    assert analysis.kind in IMAGE_KINDS and analysis.embedding.shape == (32,)

@@ -16,7 +16,7 @@ from agent.config import AsrConfig
 from agent.errors import ConfigError, InvalidInput
 from agent.interfaces import SpeechRecognizer
 from agent.messages import AudioClip
-from models.speech import MemoRecognizer, load_recognizer, summarise, _Segment
+from models.speech import MemoRecognizer, _Segment, load_recognizer, summarise
 
 pytestmark = pytest.mark.slow
 
@@ -133,3 +133,20 @@ def test_unknown_backends_and_models_are_config_errors() -> None:
         load_recognizer(replace(AsrConfig(), backend="kaldi"))
     with pytest.raises(ConfigError, match="asr.model_name: expected one of .*got 'large-v3'"):
         load_recognizer(replace(AsrConfig(), model_name="large-v3"))
+
+
+def test_short_clips_use_the_short_encoder_window_and_fall_back_on_repetition(
+    recognizer: SpeechRecognizer, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import speech
+
+    inner = recognizer.inner
+    clip, expected = clips(shared_data)[2]
+    assert inner._short_window(clip.duration_s) and not inner._short_window(20.0)
+    calls = []
+    original = inner._decode_short
+    monkeypatch.setattr(inner, "_decode_short", lambda audio: calls.append(1) or original(audio))
+    assert words(inner.transcribe(clip).text) == words(expected) and calls == [1]
+    monkeypatch.setattr(speech, "MAX_COMPRESSION_RATIO", 0.0)  # everything looks repetitive now
+    assert original(speech._prepared(clip)) is None
+    assert words(inner.transcribe(clip).text) == words(expected)  # through the 30 s window instead

@@ -12,8 +12,8 @@ from agent.config import AsrConfig, TtsConfig
 from agent.errors import ConfigError, InvalidInput
 from agent.interfaces import SpeechSynthesizer
 from agent.messages import AudioClip
-from models.tts import EspeakSynthesizer, PiperSynthesizer, load_synthesizer, split_sentences
 from modalities.audio import float32_to_mulaw, mulaw_to_float32, resample
+from models.tts import EspeakSynthesizer, PiperSynthesizer, load_synthesizer, split_sentences
 
 
 def piper_installed() -> bool:

@@ -173,7 +173,7 @@ class TwilioPhone:
         self._tasks = [asyncio.create_task(self._sender()), asyncio.create_task(self._receiver())]
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.hang_up()
 
     async def hang_up(self, *, send_stop: bool = True) -> None:
@@ -299,7 +299,7 @@ class AudioSocketPhone:
         self._tasks = [asyncio.create_task(self._sender()), asyncio.create_task(self._receiver())]
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.hang_up()
 
     async def hang_up(self, *, send_hangup: bool = True) -> None:

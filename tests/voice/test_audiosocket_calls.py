@@ -18,7 +18,14 @@ from agent.channels import audiosocket as wire
 from agent.config import AgentConfig
 from agent.messages import Handoff
 from agent.voice import serve_audiosocket
-from tests.voice.phone import AudioSocketPhone, FakeVoiceAgent, ScriptedRecognizer, espeak_8k, silence_8k, wait_for
+from tests.voice.phone import (
+    AudioSocketPhone,
+    FakeVoiceAgent,
+    ScriptedRecognizer,
+    espeak_8k,
+    silence_8k,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
 

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 from agent.config import AgentConfig, Secret
+from agent.errors import NotFound
 from agent.runtime import Agent, load_agent
 from agent.voice import serve_audiosocket
-from tests.voice.conftest import ACCOUNT_SID, AUTH_TOKEN, TwilioApi, twilio_server
+from tests.voice.conftest import ACCOUNT_SID, AUTH_TOKEN, TwilioApi, serve_app, twilio_server
 from tests.voice.phone import AudioSocketPhone, TwilioPhone, espeak_8k, piper_8k, silence_8k, wait_for
+from tests.voice.test_twilio_calls import answer_call
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(300)]
 
@@ -42,24 +44,33 @@ async def agent(trained_model_dir: Path, redis_url: str, redis_prefix: str, twil
     await built.aclose()
 
 
-async def test_twilio_call_with_the_real_agent(agent: Agent, twilio_api: TwilioApi) -> None:
+async def test_twilio_call_through_the_http_app_with_the_real_agent(agent: Agent, twilio_api: TwilioApi) -> None:
+    from agent.server import create_app
+
     call = "CA" + "d" * 32
-    async with twilio_server(agent) as base, TwilioPhone(f"ws://{base}/twilio/media", call_sid=call,
-                                                         parameters={"user_id": "tel-test-caller"}) as phone:
-        phone.say(np.concatenate([espeak_8k(LOST), silence_8k(0.2)]))
-        assert await wait_for(lambda: phone.heard.echoed, 30), phone.heard
-        assert phone.heard.media_frames > 20
-        await wait_for(lambda: not phone.heard.marks or len(phone.heard.echoed) == len(phone.heard.marks), 30)
-        await asyncio.sleep(0.5)
-        phone.say(espeak_8k(PERSON))
-        assert await wait_for(lambda: twilio_api.requests, 30)
-    state, turns = await agent.dialogue.get_conversation(call)
+    async with serve_app(create_app(agent)) as port:  # the lead's app mounts twilio_routes(agent)
+        url, parameters = await answer_call(f"127.0.0.1:{port}", "+1 415 555 0100")
+        async with TwilioPhone(url, call_sid=call, parameters=parameters) as phone:
+            await _lost_card_then_a_person(phone, twilio_api)
+    _, turns = await agent.dialogue.get_conversation(call)
     user_turns = [t for t in turns if t.role == "user"]
     assert words(user_turns[0].text) == words(LOST) and user_turns[0].intent == "lost_or_stolen_card"
     assert user_turns[0].channel == "voice" and user_turns[0].audio_duration_s
     assert words(user_turns[1].text) == words(PERSON) and user_turns[1].intent == "talk_to_human"
     assert [t.decision for t in turns if t.role != "user"][-1] == "handoff"
     assert twilio_api.requests[0]["path"].endswith(f"/Calls/{call}.json")
+    profile = await agent.dialogue.get_profile(parameters["user_id"])  # the hashed number keys the profile
+    assert profile.user_id == parameters["user_id"]
+
+
+async def _lost_card_then_a_person(phone: TwilioPhone, twilio_api: TwilioApi) -> None:
+    phone.say(np.concatenate([espeak_8k(LOST), silence_8k(0.2)]))
+    assert await wait_for(lambda: phone.heard.echoed, 30), phone.heard
+    assert phone.heard.media_frames > 20
+    await wait_for(lambda: not phone.heard.marks or len(phone.heard.echoed) == len(phone.heard.marks), 30)
+    await asyncio.sleep(0.5)
+    phone.say(espeak_8k(PERSON))
+    assert await wait_for(lambda: twilio_api.requests, 30)
 
 
 async def test_agent_please_with_the_real_agent(agent: Agent, twilio_api: TwilioApi) -> None:
@@ -104,7 +115,7 @@ async def test_a_hang_up_mid_sentence_is_saved_with_the_real_agent(agent: Agent)
             try:
                 _, turns = await agent.dialogue.get_conversation(call)
                 break
-            except Exception:
+            except NotFound:
                 await asyncio.sleep(0.1)
         else:
             pytest.fail("the interrupted utterance was not saved")

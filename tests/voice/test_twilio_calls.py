@@ -161,7 +161,7 @@ async def test_bad_messages_are_ignored_and_the_call_goes_on() -> None:
 
 
 async def test_a_flood_of_bad_messages_closes_only_that_call() -> None:
-    agent = scripted_agent(LOST, **{"max_protocol_errors": 5})
+    agent = scripted_agent(LOST, max_protocol_errors=5)
     async with twilio_server(agent) as base:
         async with TwilioPhone(f"ws://{base}/twilio/media") as good, \
                 TwilioPhone(f"ws://{base}/twilio/media", call_sid="CA" + "c" * 32, stream_sid="MZ" + "c" * 32) as bad:
