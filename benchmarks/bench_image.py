@@ -1,21 +1,20 @@
 """Image turns: latency (decode, encoder, OCR), receipt reading accuracy, image-kind accuracy.
 
-Builds the image stage exactly as the runtime does (``load_image_analyzer``), then:
+Builds the image stage exactly as the runtime does (``load_image_analyzer``; the kind head is
+trained on first use, with the shared receipts and screenshots when present), then sends uploads
+(bytes: rendered pictures saved as JPEG or PNG, and the shared files) through whole image turns,
+decode + encoder + OCR + kind + fields, once with OCR and once without, after a burn-in:
 
-1. kind accuracy on the held-out part of the labelled set (rendered pictures plus the shared
-   receipts and screenshots): the head with OCR cues, the head without OCR, and the baseline of
-   rules on ImageNet labels, all in this run; field reading on the held-out rendered pictures
-   (error message and code, card last four digits, receipt total);
-2. latency of whole image turns from uploaded bytes (burn-in first): decode + encoder + OCR +
-   kind + fields, p50/p95 per stage, with OCR and without (the same uploads, OCR off);
-3. receipt totals and dates read exactly on the 40 shared receipts, as the runtime reads them
-   (kind predicted) and by the extractor alone, and the same with RapidOCR's default settings
-   as the OCR baseline (slower: it upscales receipts and runs the angle classifier).
+- latency p50/p95 per stage and per group, wall clock and CPU time of the process;
+- image-kind accuracy on pictures the head never saw: the held-out quarter of the labelled set
+  (rendered + shared) and a fresh rendered set (other seeds), for the head with OCR, the head
+  without OCR, and the baseline of rules on ImageNet labels, all in this run;
+- fields read exactly on the fresh rendered pictures (their drawn truth), and totals and dates
+  of the 40 shared receipts (as the runtime reads them, and by the extractor alone);
+- the OCR baseline: RapidOCR with its default settings on the 40 receipts (time, totals, dates).
 
 Appends one JSON line to benchmarks/results/image.jsonl. Run with ``nice -n 10`` on shared
-machines. Example::
-
-    nice -n 10 python benchmarks/bench_image.py --threads 2
+machines: ``nice -n 10 python benchmarks/bench_image.py --threads 2``.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +37,23 @@ sys.path.insert(0, str(ROOT))
 
 from agent.config import DEFAULT_CACHE_DIR, VisionConfig
 from modalities.image import load_image
-from models.image_analyzer import (
-    DEFAULT_PER_KIND,
-    KindHeadImageAnalyzer,
-    as_image_input,
-    load_image_analyzer,
-)
-from models.image_data import build_labelled_set, receipt_keys
+from models.image_analyzer import DEFAULT_PER_KIND, KindHeadImageAnalyzer, load_image_analyzer
+from models.image_data import build_labelled_set, receipt_keys, render
 from models.image_fields import read_fields
 from models.image_kind import kind_from_labels
 
 LIMITS = {"max_bytes": 10_000_000, "max_pixels": 40_000_000}
+FRESH_SEED = 7  # rendered pictures with seeds no training or rule-writing looked at
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upload:
+    group: str  # "rendered" | "rendered_fresh" | "shared_receipt" | "shared_screenshot"
+    kind: str
+    held_out: bool  # never seen by the kind head
+    truth: tuple[tuple[str, str], ...]
+    data: bytes
+    key: dict | None = None  # a shared receipt's key
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -56,76 +62,90 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "mean": round(float(a.mean()), 1), "n": int(a.size)}
 
 
-def kind_and_fields(analyzer: KindHeadImageAnalyzer, items: list) -> dict[str, object]:
-    """Held-out kind accuracy (with OCR, without, baseline) and field reading on rendered truth."""
-    from models.image_data import render
-
-    hits = {"head_with_ocr": 0, "head_no_ocr": 0, "baseline_imagenet_rules": 0}
-    by_source: dict[str, dict[str, int]] = {}
-    fields_ok: dict[str, list[int]] = {}
-    confusions: dict[str, int] = {}
-    for item in items:
-        picture = as_image_input(item.load())
-        analysis = analyzer.analyze(picture)
-        guesses = {"head_with_ocr": analysis.kind,
-                   "head_no_ocr": analyzer.head.predict(analysis.embedding, picture.width_px, picture.height_px)[0],
-                   "baseline_imagenet_rules": kind_from_labels(analysis.labels)}
-        source = by_source.setdefault(item.source, {"n": 0} | {k: 0 for k in hits})
-        source["n"] += 1
-        for name, guess in guesses.items():
-            hits[name] += guess == item.kind
-            source[name] += guess == item.kind
-        if analysis.kind != item.kind:
-            key = f"{item.kind}->{analysis.kind}"
-            confusions[key] = confusions.get(key, 0) + 1
-        if item.source == "rendered":
-            for name, value in render(item.kind, item.seed).truth:
-                if name in ("error_message", "error_code", "card_last4", "expiry", "total", "date"):
-                    fields_ok.setdefault(f"{item.kind}.{name}", [0, 0])
-                    fields_ok[f"{item.kind}.{name}"][0] += analysis.field(name) == value
-                    fields_ok[f"{item.kind}.{name}"][1] += 1
-    n = len(items)
-    return {"n_test": n, **{k: round(v / n, 4) for k, v in hits.items()},
-            "by_source": {s: {k: (round(v / c["n"], 4) if k != "n" else v) for k, v in c.items()}
-                          for s, c in by_source.items()},
-            "rendered_fields_exact": {k: f"{ok}/{total}" for k, (ok, total) in sorted(fields_ok.items())},
-            "confusions": confusions}
+def _encoded(picture, index: int) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG" if index % 2 else "PNG", quality=90)
+    return buffer.getvalue()
 
 
-def uploads(items: list, shared: Path | None) -> list[tuple[str, bytes]]:
-    """(group, bytes): held-out rendered pictures as JPEG or PNG uploads, and the shared files."""
-    out = []
-    for i, item in enumerate(it for it in items if it.source == "rendered"):
-        buffer = io.BytesIO()
-        item.load().save(buffer, format="JPEG" if i % 2 else "PNG", quality=90)
-        out.append(("rendered", buffer.getvalue()))
+def build_uploads(shared: Path | None, per_kind_fresh: int) -> list[Upload]:
+    items = build_labelled_set(per_kind=DEFAULT_PER_KIND, shared_dir=shared)
+    out = [Upload(group="rendered", kind=it.kind, held_out=True, truth=render(it.kind, it.seed).truth,
+                  data=_encoded(it.load(), i))
+           for i, it in enumerate(it for it in items if it.split == "test" and it.source == "rendered")]
+    for i, it in enumerate(build_labelled_set(per_kind=per_kind_fresh, seed=FRESH_SEED)):
+        drawn = render(it.kind, it.seed)
+        out.append(Upload(group="rendered_fresh", kind=it.kind, held_out=True, truth=drawn.truth,
+                          data=_encoded(drawn.image, i)))
     if shared is not None:
-        out += [("shared_receipt", p.read_bytes()) for p in sorted((shared / "receipts").glob("*.jpg"))]
-        out += [("shared_screenshot", p.read_bytes()) for p in sorted((shared / "screenshots").glob("*.png"))]
+        split = {it.path: it.split for it in items if it.path is not None}
+        keys = dict(receipt_keys(shared))
+        for path in sorted((shared / "receipts").glob("*.jpg")) + sorted((shared / "screenshots").glob("*.png")):
+            kind = "receipt" if path.suffix == ".jpg" else "screenshot"
+            out.append(Upload(group=f"shared_{kind}", kind=kind, held_out=split[path] == "test", truth=(),
+                              data=path.read_bytes(), key=keys.get(path)))
     return out
 
 
-def latency(analyzer: KindHeadImageAnalyzer, data: list[tuple[str, bytes]], burn_in: int) -> dict[str, object]:
-    """Per-stage milliseconds of whole image turns from bytes; the first ``burn_in`` are not counted."""
-    for _, blob in data[:burn_in]:
-        analyzer.analyze(load_image(blob, **LIMITS))
-    stages: dict[str, dict[str, list[float]]] = {}
-    analyses = []
-    for group, blob in data:
+def run_turns(analyzer: KindHeadImageAnalyzer, uploads: list[Upload], burn_in: int) -> list[tuple[Upload, object, dict]]:
+    """Whole image turns from bytes; per upload the analysis and stage milliseconds (wall, and
+    CPU time of the process, which a busy shared machine inflates less)."""
+    for upload in uploads[:burn_in]:
+        analyzer.analyze(load_image(upload.data, **LIMITS))
+    out = []
+    for upload in uploads:
         t0, c0 = time.perf_counter(), time.process_time()
-        picture = load_image(blob, **LIMITS)
+        picture = load_image(upload.data, **LIMITS)
         decode_ms = (time.perf_counter() - t0) * 1e3
         analysis, timings = analyzer.analyze_timed(picture)
-        total = decode_ms + sum(timings.values())
-        cpu_ms = (time.process_time() - c0) * 1e3  # all threads of this process: robust to a busy machine
-        for name, value in {"decode_ms": decode_ms, **timings, "turn_ms": total, "turn_cpu_ms": cpu_ms}.items():
-            for key in (group, "all"):
-                stages.setdefault(key, {}).setdefault(name, []).append(value)
-        analyses.append((group, analysis))
-    return {"stages": {g: {k: percentiles(v) for k, v in s.items()} for g, s in stages.items()}, "analyses": analyses}
+        cpu_ms = (time.process_time() - c0) * 1e3
+        out.append((upload, analysis, {"decode_ms": decode_ms, **timings,
+                                       "turn_ms": decode_ms + sum(timings.values()), "turn_cpu_ms": cpu_ms}))
+    return out
 
 
-def receipt_scores(fields_list: list[dict[str, str]], keys: list[dict]) -> dict[str, str]:
+def latency_table(turns: list) -> dict[str, dict[str, dict[str, float]]]:
+    groups: dict[str, dict[str, list[float]]] = {}
+    for upload, _, timings in turns:
+        for group in (upload.group, "all"):
+            for name, value in timings.items():
+                groups.setdefault(group, {}).setdefault(name, []).append(value)
+    return {g: {k: percentiles(v) for k, v in stages.items()} for g, stages in groups.items()}
+
+
+def kind_accuracy(with_ocr: list, without_ocr: list) -> dict[str, object]:
+    """Accuracy on held-out uploads, overall and per group, for both heads and the baseline."""
+    rows = [(u, a.kind, b.kind, kind_from_labels(a.labels)) for (u, a, _), (_, b, _) in zip(with_ocr, without_ocr)
+            if u.held_out]
+    out: dict[str, object] = {}
+    for group in ["all", *sorted({r[0].group for r in rows})]:
+        chosen = [r for r in rows if group == "all" or r[0].group == group]
+        out[group] = {"n": len(chosen)} | {name: round(sum(r[i] == r[0].kind for r in chosen) / len(chosen), 4)
+                                           for i, name in ((1, "head_with_ocr"), (2, "head_no_ocr"),
+                                                           (3, "baseline_imagenet_rules"))}
+    confusions: dict[str, int] = {}
+    for upload, kind, _, _ in rows:
+        if kind != upload.kind:
+            confusions[f"{upload.kind}->{kind}"] = confusions.get(f"{upload.kind}->{kind}", 0) + 1
+    out["confusions_with_ocr"] = confusions
+    return out
+
+
+def rendered_fields(turns: list) -> dict[str, str]:
+    """Fields read exactly on the fresh rendered pictures, against what was drawn."""
+    counts: dict[str, list[int]] = {}
+    for upload, analysis, _ in turns:
+        if upload.group != "rendered_fresh":
+            continue
+        for name, value in upload.truth:
+            if name in ("total", "date", "merchant", "error_message", "error_code", "card_last4", "expiry"):
+                hit = counts.setdefault(f"{upload.kind}.{name}", [0, 0])
+                hit[0] += analysis.field(name) == value
+                hit[1] += 1
+    return {k: f"{ok}/{n}" for k, (ok, n) in sorted(counts.items())}
+
+
+def receipt_scores(fields_list: list[dict[str, str]], keys: list[dict]) -> dict[str, object]:
     totals = sum(f.get("total") == k["total"] for f, k in zip(fields_list, keys) if k["total"] is not None)
     dates = sum(f.get("date") == k["date"] for f, k in zip(fields_list, keys))
     n_totals = sum(k["total"] is not None for k in keys)
@@ -133,24 +153,26 @@ def receipt_scores(fields_list: list[dict[str, str]], keys: list[dict]) -> dict[
             "totals_and_dates_pct": round(100 * (totals + dates) / max(1, n_totals + len(keys)), 1)}
 
 
-def ocr_baseline(receipts: list[tuple[Path, dict]]) -> dict[str, object]:
+def ocr_baseline(receipts: list[Upload]) -> dict[str, object]:
     """RapidOCR with its default settings (angle classifier on, shorter side upscaled to 736 px)."""
     from rapidocr_onnxruntime import RapidOCR
 
     from agent.messages import OcrLine
 
     engine = RapidOCR(intra_op_num_threads=2, inter_op_num_threads=1)
-    times, fields_list = [], []
-    for path, _ in receipts:
-        rgb = load_image(path.read_bytes(), **LIMITS).rgb
+    times, cpu, fields_list = [], [], []
+    for upload in receipts:
+        rgb = load_image(upload.data, **LIMITS).rgb
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result, _ = engine(bgr)
         times.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
         lines = [OcrLine(text=t, confidence=float(c), box=tuple((float(x), float(y)) for x, y in b))
                  for b, t, c in result or ()]
         fields_list.append(dict(read_fields(lines, kind="receipt")))
-    return {"ocr_ms": percentiles(times), **receipt_scores(fields_list, [k for _, k in receipts])}
+    return {"ocr_ms": percentiles(times), "ocr_cpu_ms": percentiles(cpu),
+            **receipt_scores(fields_list, [u.key for u in receipts])}
 
 
 def main() -> int:
@@ -160,11 +182,15 @@ def main() -> int:
                         help="shared images folder with receipts/ and screenshots/ (default: %(default)s)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="where the kind head is cached")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (OCR uses 2 onnxruntime threads)")
-    parser.add_argument("--device", default="cpu", help="only cpu is supported by this stage")
+    parser.add_argument("--device", default="cpu", help="only cpu: the image stage runs on CPU")
     parser.add_argument("--burn-in", type=int, default=3)
+    parser.add_argument("--fresh-per-kind", type=int, default=10, help="fresh rendered pictures per kind")
     parser.add_argument("--no-ocr-baseline", action="store_true", help="skip RapidOCR's default settings")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many uploads per group (smoke runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "image.jsonl")
     args = parser.parse_args()
+    if args.device != "cpu":
+        parser.error(f"--device: expected 'cpu', got {args.device!r}")
 
     import torch
 
@@ -175,25 +201,31 @@ def main() -> int:
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     analyzer = load_image_analyzer(VisionConfig(), args.cache_dir, shared_images_dir=shared)
-    no_ocr = KindHeadImageAnalyzer(encoder=analyzer.encoder, head=analyzer.head, ocr=None)
     startup_s = time.perf_counter() - t0
-    test_items = [it for it in build_labelled_set(per_kind=DEFAULT_PER_KIND, shared_dir=shared) if it.split == "test"]
-    kinds = kind_and_fields(analyzer, test_items)
-    data = uploads(test_items, shared)
-    with_ocr = latency(analyzer, data, args.burn_in)
-    without_ocr = latency(no_ocr, data, args.burn_in)
-    result: dict[str, object] = {"kind_accuracy": kinds, "latency_with_ocr_ms": with_ocr["stages"],
-                                 "latency_without_ocr_ms": without_ocr["stages"]}
-    if shared is not None:
-        receipts = list(receipt_keys(shared))
-        produced = [dict(a.fields) for g, a in with_ocr["analyses"] if g == "shared_receipt"]
-        alone = [dict(read_fields(a.ocr_lines, kind="receipt")) for g, a in with_ocr["analyses"] if g == "shared_receipt"]
-        result["receipts_as_runtime"] = receipt_scores(produced, [k for _, k in receipts])
-        result["receipts_extractor_alone"] = receipt_scores(alone, [k for _, k in receipts])
-        result["receipts_kind_receipt"] = sum(a.kind == "receipt" for g, a in with_ocr["analyses"] if g == "shared_receipt")
+    no_ocr = KindHeadImageAnalyzer(encoder=analyzer.encoder, head=analyzer.head, ocr=None)
+    uploads = build_uploads(shared, args.fresh_per_kind)
+    if args.limit:
+        uploads = [u for u in uploads if sum(v.group == u.group for v in uploads[:uploads.index(u)]) < args.limit]
+    with_ocr = run_turns(analyzer, uploads, args.burn_in)
+    without_ocr = run_turns(no_ocr, uploads, args.burn_in)
+    result: dict[str, object] = {
+        "n_uploads": len(uploads),
+        "latency_with_ocr_ms": latency_table(with_ocr),
+        "latency_without_ocr_ms": latency_table(without_ocr),
+        "kind_accuracy_held_out": kind_accuracy(with_ocr, without_ocr),
+        "rendered_fields_exact": rendered_fields(with_ocr),
+    }
+    receipts = [u for u in uploads if u.group == "shared_receipt"]
+    if receipts:
+        turns = [(u, a) for u, a, _ in with_ocr if u.group == "shared_receipt"]
+        keys = [u.key for u, _ in turns]
+        result["receipts_as_runtime"] = receipt_scores([dict(a.fields) for _, a in turns], keys)
+        result["receipts_extractor_alone"] = receipt_scores(
+            [dict(read_fields(a.ocr_lines, kind="receipt")) for _, a in turns], keys)
         if not args.no_ocr_baseline:
             result["ocr_baseline_default_settings"] = ocr_baseline(receipts)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=False).stdout.strip()
     record = {"bench": "image", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": commit,
               "machine": f"{platform.machine()} {os.cpu_count()} cpus (shared)", "threads": args.threads,
               "load_avg_start": [round(v, 2) for v in load_start], "load_avg_end": [round(v, 2) for v in os.getloadavg()],
@@ -202,11 +234,12 @@ def main() -> int:
     with args.out.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record, default=str) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "head"}, indent=1, default=str))
-    all_with, all_without = with_ocr["stages"]["all"], without_ocr["stages"]["all"]
-    print(f"image turn p50/p95: with OCR {all_with['turn_ms']['p50']}/{all_with['turn_ms']['p95']} ms, "
-          f"without {all_without['turn_ms']['p50']}/{all_without['turn_ms']['p95']} ms; "
-          f"kind acc {kinds['head_with_ocr']} (no OCR {kinds['head_no_ocr']}, baseline {kinds['baseline_imagenet_rules']}); "
-          f"receipts {result.get('receipts_as_runtime')}")
+    w, wo, acc = result["latency_with_ocr_ms"]["all"], result["latency_without_ocr_ms"]["all"], \
+        result["kind_accuracy_held_out"]["all"]
+    print(f"image turn p50/p95 ms: with OCR {w['turn_ms']['p50']}/{w['turn_ms']['p95']} "
+          f"(cpu {w['turn_cpu_ms']['p50']}/{w['turn_cpu_ms']['p95']}), without OCR {wo['turn_ms']['p50']}/"
+          f"{wo['turn_ms']['p95']}; kind {acc['head_with_ocr']} (no OCR {acc['head_no_ocr']}, ImageNet rules "
+          f"{acc['baseline_imagenet_rules']}); receipts {result.get('receipts_as_runtime')}")
     return 0
 
 

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--class-balance", type=float, default=0.5)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--keep-weight", type=float, default=0.0, help="embedding_keep_weight (0: plain fine-tuning)")
     p.add_argument("--max-seq-len", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "out" / "sentiment")
@@ -146,6 +147,7 @@ def ours(args: argparse.Namespace, train, dev, test) -> dict:
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                          class_balance=args.class_balance, label_smoothing=args.label_smoothing,
+                         embedding_keep_weight=args.keep_weight,
                          max_seq_len=args.max_seq_len, patience=2)
     t0 = time.perf_counter()
     metrics = train_examples(train, args.out_dir / "goemotions_model", config=config, test=test, val=dev,

@@ -299,11 +299,13 @@ def error_fields(rows: Sequence[Row]) -> tuple[tuple[str, str], ...]:
     messages = [r for r in flagged if not _ERROR_CODE.fullmatch(r.text.upper().strip())]
     if messages:
         headline = max(messages, key=lambda r: (r.height_px, -r.y_px))
-        title = _paragraph(rows, rows.index(headline))  # a headline wrapped over two rows
-        out.append(("error_message", _clean(_strip_code(title))))
-        details = [r for r in messages if r.text not in title]
+        start = rows.index(headline)
+        title_rows = _headline(rows, start)
+        out.append(("error_message", _clean(_strip_code(" ".join(r.text for r in title_rows)))))
+        details = [r for r in messages if r not in title_rows]
         if details:
-            out.append(("error_detail", _clean(_strip_code(_paragraph(rows, rows.index(details[0]))), limit=200)))
+            detail = _paragraph(rows, rows.index(details[0]), avoid=range(start, start + len(title_rows)))
+            out.append(("error_detail", _clean(_strip_code(detail), limit=200)))
     if code and (messages or re.search(r"ERR", " ".join(r.text.upper() for r in rows))):
         out.append(("error_code", code))
     near = sorted({j for r in flagged for j in range(rows.index(r) - 1, rows.index(r) + 2) if 0 <= j < len(rows)})
@@ -315,15 +317,30 @@ def error_fields(rows: Sequence[Row]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _paragraph(rows: Sequence[Row], index: int) -> str:
-    """The row at ``index`` joined with the rows above and below set in the same size, close by."""
-    def same_block(a: Row, b: Row) -> bool:
-        return abs(a.height_px - b.height_px) <= 0.25 * max(a.height_px, b.height_px) and \
-            abs(a.y_px - b.y_px) <= 1.8 * max(a.height_px, b.height_px)
+def _headline(rows: Sequence[Row], index: int) -> list[Row]:
+    """The headline row, with the rows that continue it when it wraps: set in about the same
+    size, right below, starting with a lowercase letter ("Unable to complete" / "transfer")."""
+    parts, j = [rows[index]], index + 1
+    while j < len(rows) and rows[j].text[:1].islower() and \
+            abs(rows[j].height_px - rows[j - 1].height_px) <= 0.3 * rows[j - 1].height_px and \
+            rows[j].y_px - rows[j - 1].y_px <= 1.8 * rows[j - 1].height_px:
+        parts.append(rows[j])
+        j += 1
+    return parts
+
+
+def _paragraph(rows: Sequence[Row], index: int, *, avoid: range = range(0)) -> str:
+    """The row at ``index`` joined with the rows above and below set in the same size, close by,
+    never reaching into the rows of ``avoid``."""
+    def same_block(a: int, b: int) -> bool:
+        ra, rb = rows[a], rows[b]
+        return a not in avoid and b not in avoid and \
+            abs(ra.height_px - rb.height_px) <= 0.25 * max(ra.height_px, rb.height_px) and \
+            abs(ra.y_px - rb.y_px) <= 1.8 * max(ra.height_px, rb.height_px)
     start = end = index
-    while start > 0 and same_block(rows[start - 1], rows[start]):
+    while start > 0 and same_block(start - 1, start):
         start -= 1
-    while end + 1 < len(rows) and same_block(rows[end], rows[end + 1]):
+    while end + 1 < len(rows) and same_block(end, end + 1):
         end += 1
     return " ".join(r.text for r in rows[start:end + 1])
 

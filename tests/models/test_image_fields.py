@@ -157,3 +157,41 @@ def test_nothing_from_nothing() -> None:
 def test_rows_that_are_not_the_total_are_ignored(label: str) -> None:
     lines = page((label, "99.00"), ("TOTAL", "9.00"))
     assert dict(read_fields(lines, kind="receipt"))["total"] == "9.00"
+
+
+def test_a_wrapped_headline_is_read_whole_and_kept_apart_from_the_detail() -> None:
+    lines = (
+        line("Unable to complete", 60, 200, h=32), line("transfer", 120, 240, h=28),
+        line("Your card was declined. Contact", 40, 290, w=300, h=26),
+        line("support if this keeps happening.", 40, 320, w=300, h=26),
+        line("Ref: E744", 120, 370, h=18),
+    )
+    fields = dict(read_fields(lines, kind="screenshot"))
+    assert fields["error_message"] == "Unable to complete transfer"
+    assert fields["error_detail"] == "Your card was declined. Contact support if this keeps happening"
+    assert fields["error_code"] == "E744"
+
+
+def test_rows_are_found_on_a_photo_taken_at_an_angle() -> None:
+    import math
+
+    def tilted(text: str, x: float, y: float, angle_deg: float = 12.0) -> OcrLine:
+        a = math.radians(angle_deg)
+        corners = [(0, 0), (110, 0), (110, 18), (0, 18)]
+        return OcrLine(text=text, confidence=0.9, box=tuple(
+            (x + cx * math.cos(a) - cy * math.sin(a), y + cx * math.sin(a) + cy * math.cos(a)) for cx, cy in corners))
+
+    a = math.radians(12.0)
+    rows = [("SUBTOTAL", "34.37"), ("TAX", "6.87"), ("TOTAL", "41.24"), ("CASH", "50.00"), ("CHANGE", "8.76")]
+    lines = []
+    for i, (label, value) in enumerate(rows):  # label at x=0, value 260 px along the tilted row
+        x0, y0 = 50 - 30 * i * math.sin(a), 100 + 30 * i * math.cos(a)
+        lines += [tilted(label, x0, y0), tilted(value, x0 + 260 * math.cos(a), y0 + 260 * math.sin(a))]
+    assert [r.text for r in group_rows(lines)] == [f"{k} {v}" for k, v in rows]
+    assert dict(read_fields(lines, kind="receipt"))["total"] == "41.24"
+
+
+def test_on_a_card_a_lone_group_of_four_digits_is_the_last_four() -> None:
+    lines = page("HARBOUR CREDIT", "LCHEN 04/33 VALIDTHRU 4151")
+    assert dict(read_fields(lines, kind="card")) == {"card_last4": "4151", "expiry": "04/33"}
+    assert "card_last4" not in dict(read_fields(page("Order 4151"), kind="receipt"))

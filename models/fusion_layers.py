@@ -1,0 +1,257 @@
+"""The fusion network: the text model's token states attend to speech, image and OCR features.
+
+Inputs (``FusionBatch``), each projected to the text width ``d`` (384 for MiniLM):
+- text: the fine-tuned text model's last hidden states of what was typed or transcribed, (B, T, d);
+- speech: Whisper encoder output pooled to one vector per 80 ms (``pool_frames``), (B, S, 384);
+- image: the image encoder's embedding, (B, 1280), projected to ``image_tokens`` vectors;
+- ocr: the text model's token states of the text read in the image, (B, U, d).
+Each modality has a mask; a learned "null" slot is always present, so attention is defined
+when a turn has nothing but text.
+
+One ``FusionLayer`` (by default): cross-attention from the text tokens to the other modalities,
+a small feed-forward on the result, and a learned gate ``g = sigmoid(W [h; a] + b)`` per token
+and channel (bias starts at -2, so training starts near the text model). The update is
+``h + present * g * a`` where ``present`` is 0 for a turn with no other modality: with text
+alone, the fused states equal the text states exactly, and the heads (copies of the text
+model's cosine heads, frozen by default) give the text model's logits. With ``gate=False`` the
+update is ``h + present * a`` (the ablation). The pooled vector is the mean of the fused states
+over real tokens; the intent, sentiment and emotion heads read it; the image-kind head reads the
+image tokens. No I/O here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from agent.messages import IMAGE_KINDS
+from models.text_encoder import CosineHead, mean_pool
+
+SPEECH_STRIDE = 4  # encoder frames (20 ms each) averaged into one speech token: 80 ms
+MAX_ENCODER_FRAMES = 1500  # Whisper's 30 s window
+MODALITIES = ("null", "speech", "image", "ocr")
+
+
+def pool_frames(features: np.ndarray, stride: int = SPEECH_STRIDE) -> np.ndarray:
+    """(n_frames, d) encoder output -> (ceil(n_frames / stride), d) float32 means of ``stride`` frames."""
+    x = np.asarray(features, dtype=np.float32)
+    n = x.shape[0]
+    pad = (-n) % stride
+    if pad:
+        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    return x.reshape(-1, stride, x.shape[1]).mean(axis=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FusionConfig:
+    text_dim: int = 384
+    speech_dim: int = 384  # Whisper tiny's d_model (base: 512)
+    image_dim: int = 1280  # EfficientNet-Lite0
+    n_heads: int = 4
+    n_layers: int = 1
+    dropout: float = 0.1
+    image_tokens: int = 2
+    gate: bool = True
+    gate_bias: float = -2.0
+    use_speech: bool = True
+    use_image: bool = True
+    use_ocr: bool = True
+    max_speech_tokens: int = MAX_ENCODER_FRAMES // SPEECH_STRIDE
+    n_image_kinds: int = len(IMAGE_KINDS)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.text_dim % self.n_heads:
+            problems.append(f"text_dim ({self.text_dim}) must be a multiple of n_heads ({self.n_heads})")
+        for name in ("text_dim", "speech_dim", "image_dim", "n_heads", "n_layers", "image_tokens", "max_speech_tokens"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if problems:
+            raise ValueError("FusionConfig: " + "; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FusionBatch:
+    """Padded tensors of B turns; a modality left as None is absent from every turn."""
+
+    text: torch.Tensor  # (B, T, text_dim) float32
+    text_mask: torch.Tensor  # (B, T) bool, True on real tokens (at least one per row)
+    speech: torch.Tensor | None = None  # (B, S, speech_dim) float32, pooled frames
+    speech_mask: torch.Tensor | None = None  # (B, S) bool
+    image: torch.Tensor | None = None  # (B, image_dim) float32
+    image_mask: torch.Tensor | None = None  # (B,) bool: which turns have an image
+    ocr: torch.Tensor | None = None  # (B, U, text_dim) float32
+    ocr_mask: torch.Tensor | None = None  # (B, U) bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FusionOutputs:
+    pooled: torch.Tensor  # (B, d) mean of the fused token states
+    logits: dict[str, torch.Tensor]  # head -> (B, n_classes)
+    image_kind: torch.Tensor  # (B, n_image_kinds) logits; meaningful where an image is present
+    gate: torch.Tensor  # (B,) mean gate over real tokens and channels; 0 with text alone
+    attention: torch.Tensor  # (B, 4) share of attention on null / speech / image / ocr (last layer)
+    present: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # (B,) any non-text modality
+
+
+def _check(name: str, x: torch.Tensor | None, dims: int, last: int | None, batch: int) -> None:
+    if x is None:
+        return
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != dims or x.shape[0] != batch or (last is not None and x.shape[-1] != last):
+        want = ", ".join(["B"] + ["n"] * (dims - 2) + ([str(last)] if last is not None else []))
+        raise ValueError(f"{name}: expected shape ({want}) with B={batch}, got {tuple(x.shape)}")
+    if last is not None and x.dtype != torch.float32:
+        raise ValueError(f"{name}: expected dtype float32, got {x.dtype}")
+    if last is None and x.dtype != torch.bool:
+        raise ValueError(f"{name}: expected dtype bool, got {x.dtype}")
+    if last is not None and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: expected finite values, got NaN or infinity")
+
+
+def check_batch(batch: FusionBatch, config: FusionConfig) -> None:
+    """ValueError naming the tensor, the expected shape/dtype and what came."""
+    if not isinstance(batch.text, torch.Tensor) or batch.text.dim() != 3:
+        got = tuple(batch.text.shape) if isinstance(batch.text, torch.Tensor) else type(batch.text).__name__
+        raise ValueError(f"text: expected shape (B, T, {config.text_dim}), got {got}")
+    b = batch.text.shape[0]
+    _check("text", batch.text, 3, config.text_dim, b)
+    _check("text_mask", batch.text_mask, 2, None, b)
+    if batch.text_mask.shape != batch.text.shape[:2] or not bool(batch.text_mask.any(1).all()):
+        raise ValueError(f"text_mask: expected shape {tuple(batch.text.shape[:2])} with a real token in every row")
+    pairs = (("speech", 3, config.speech_dim, 2), ("image", 2, config.image_dim, 1), ("ocr", 3, config.text_dim, 2))
+    for name, dims, last, mask_dims in pairs:
+        x, mask = getattr(batch, name), getattr(batch, f"{name}_mask")
+        if (x is None) != (mask is None):
+            raise ValueError(f"{name} and {name}_mask: expected both or neither, got only one")
+        _check(name, x, dims, last, b)
+        _check(f"{name}_mask", mask, mask_dims, None, b)
+        if x is not None and mask is not None and mask.shape != x.shape[:mask_dims]:
+            raise ValueError(f"{name}_mask: expected shape {tuple(x.shape[:mask_dims])}, got {tuple(mask.shape)}")
+    if batch.speech is not None and batch.speech.shape[1] > config.max_speech_tokens:
+        raise ValueError(f"speech: expected at most {config.max_speech_tokens} pooled frames (30 s), "
+                         f"got {batch.speech.shape[1]}")
+
+
+def _adapter(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, d_out), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(d_out, d_out))
+
+
+class FusionLayer(nn.Module):
+    """Gated cross-attention from text tokens to the other modalities' tokens."""
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        d = config.text_dim
+        self.norm_q, self.norm_kv = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, config.n_heads, dropout=config.dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(config.dropout),
+                                 nn.Linear(2 * d, d))
+        self.gate = nn.Linear(2 * d, d) if config.gate else None
+        if self.gate is not None:
+            nn.init.normal_(self.gate.weight, std=0.01)
+            nn.init.constant_(self.gate.bias, config.gate_bias)
+
+    def forward(self, h: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
+                present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """h (B, T, d), ctx (B, C, d), ctx_mask (B, C) True=attend, present (B,) -> new h, gate, weights (B, T, C)."""
+        q, kv = self.norm_q(h), self.norm_kv(ctx)
+        a, weights = self.attn(q, kv, kv, key_padding_mask=~ctx_mask, need_weights=True)
+        a = a + self.ffn(a)
+        g = torch.sigmoid(self.gate(torch.cat([q, a], dim=-1))) if self.gate is not None else torch.ones_like(a)
+        g = g * present.to(h.dtype)[:, None, None]
+        return h + g * a, g, weights
+
+
+class FusionModule(nn.Module):
+    """Text states + optional speech, image and OCR features -> fused heads (see the module doc)."""
+
+    def __init__(self, config: FusionConfig, head_sizes: dict[str, int]) -> None:
+        super().__init__()
+        self.config = config
+        d = config.text_dim
+        self.speech_in = _adapter(config.speech_dim, d, config.dropout)
+        self.image_in = nn.Sequential(nn.LayerNorm(config.image_dim), nn.Dropout(config.dropout),
+                                      nn.Linear(config.image_dim, d * config.image_tokens))
+        self.ocr_in = _adapter(d, d, config.dropout)
+        self.null = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.type_embed = nn.Parameter(torch.randn(len(MODALITIES), d) * 0.02)
+        self.speech_pos = nn.Parameter(torch.randn(config.max_speech_tokens, d) * 0.02)
+        self.layers = nn.ModuleList([FusionLayer(config) for _ in range(config.n_layers)])
+        self.heads = nn.ModuleDict({name: CosineHead(d, n) for name, n in head_sizes.items() if n > 0})
+        self.kind_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.n_image_kinds))
+
+    def head_sizes(self) -> dict[str, int]:
+        return {name: int(head.weight.shape[0]) for name, head in self.heads.items()}
+
+    def _context(self, batch: FusionBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """Context tokens (B, C, d), mask (B, C), image tokens (B, k, d), and each modality's slot count."""
+        b, d, dev = batch.text.shape[0], self.config.text_dim, batch.text.device
+        parts, masks, sizes = [self.null.expand(b, 1, d) + self.type_embed[0]], [torch.ones(b, 1, dtype=torch.bool, device=dev)], [1]
+        image_tokens = torch.zeros(b, self.config.image_tokens, d, device=dev)
+        if batch.speech is not None and batch.speech_mask is not None and self.config.use_speech:
+            s = batch.speech.shape[1]
+            parts.append(self.speech_in(batch.speech) + self.speech_pos[:s] + self.type_embed[1])
+            masks.append(batch.speech_mask)
+            sizes.append(s)
+        else:
+            sizes.append(0)
+        if batch.image is not None and batch.image_mask is not None and self.config.use_image:
+            image_tokens = self.image_in(batch.image).view(b, self.config.image_tokens, d)
+            parts.append(image_tokens + self.type_embed[2])
+            masks.append(batch.image_mask[:, None].expand(b, self.config.image_tokens))
+            sizes.append(self.config.image_tokens)
+        else:
+            sizes.append(0)
+        if batch.ocr is not None and batch.ocr_mask is not None and self.config.use_ocr:
+            parts.append(self.ocr_in(batch.ocr) + self.type_embed[3])
+            masks.append(batch.ocr_mask)
+            sizes.append(batch.ocr.shape[1])
+        else:
+            sizes.append(0)
+        return torch.cat(parts, 1), torch.cat(masks, 1), image_tokens, sizes
+
+    def forward(self, batch: FusionBatch) -> FusionOutputs:
+        check_batch(batch, self.config)
+        ctx, ctx_mask, image_tokens, sizes = self._context(batch)
+        present = ctx_mask[:, 1:].any(1)
+        h = batch.text
+        gates, weights = [], None
+        for layer in self.layers:
+            h, g, weights = layer(h, ctx, ctx_mask, present)
+            gates.append(g)
+        tmask = batch.text_mask
+        pooled = mean_pool(h, tmask)
+        gate = torch.stack([mean_pool(g.mean(-1, keepdim=True), tmask)[:, 0] for g in gates]).mean(0)
+        assert weights is not None  # at least one layer
+        share = mean_pool(weights, tmask)  # (B, C)
+        bounds = np.cumsum([0, *sizes])
+        attention = torch.stack([share[:, bounds[i]:bounds[i + 1]].sum(1) for i in range(len(sizes))], dim=1)
+        return FusionOutputs(pooled=pooled, logits={name: head(pooled) for name, head in self.heads.items()},
+                             image_kind=self.kind_head(image_tokens.mean(1)), gate=gate, attention=attention,
+                             present=present)
+
+    @torch.no_grad()
+    def copy_heads(self, text_heads: nn.ModuleDict) -> None:
+        """Start from the text model's heads (same classes, same order)."""
+        for name, head in self.heads.items():
+            if name not in text_heads or text_heads[name].weight.shape != head.weight.shape:
+                raise ValueError(f"head {name!r}: the text model has no head of shape {tuple(head.weight.shape)}")
+            head.load_state_dict(text_heads[name].state_dict())
+
+
+def n_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def speech_tokens_for(duration_s: float) -> int:
+    """Pooled speech tokens of a clip of ``duration_s`` seconds."""
+    return max(1, math.ceil(min(duration_s, 30.0) / 0.02 / SPEECH_STRIDE))
