@@ -105,6 +105,7 @@ class NluConfig:
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     knowledge_min_score: float = 0.55  # cosine similarity for a knowledge-base answer
     micro_batch: int = 32  # most concurrent messages in one forward pass; 1 turns batching off
+    fusion_dir: Path | None = None  # a trained fusion model; None: <cache_dir>/fusion when one was trained there
 
     def __post_init__(self) -> None:
         if not 8 <= self.max_seq_len <= 512:
@@ -175,6 +176,7 @@ class TtsConfig:
     voice: str = "en-us"
     rate_wpm: int = 165
     cpu_threads: int = 1  # onnxruntime threads of the Piper voice
+    first_chunk_max_chars: int = 60  # on calls, a longer first sentence is spoken from its first comma on
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -248,13 +248,17 @@ class Agent:
     ) -> tuple[NluResult | None, KnowledgeHit | None]:
         model = self.nlu
         embedding = None
+        nlu = None
         if self._fusion is not None and (transcript is not None or image is not None):
-            nlu = self._fusion.understand(text=text, transcript=transcript, image=image)
-        elif text:
+            try:  # the learned fusion reads the words with what was heard and shown
+                nlu = self._fusion.understand(text=text, transcript=transcript, image=image)
+            except InvalidInput as e:  # unusable features: answer from the text path instead
+                log.warning("fusion model rejected this turn's features, using the text path: %s", e)
+        if nlu is None and text:
             nlu, embedding = model.understand_with_embedding(text)
-        else:
-            nlu = None
-        if image is not None and image.ocr_text and (nlu is None or nlu.confidence < IMAGE_TEXT_MIN_CONFIDENCE):
+        if nlu is not None and nlu.path == "fusion":
+            pass  # the fusion has read the image's own text already
+        elif image is not None and image.ocr_text and (nlu is None or nlu.confidence < IMAGE_TEXT_MIN_CONFIDENCE):
             nlu = _prefer_image_reading(nlu, model.understand(_image_prompt(image)))
         if nlu is None:
             return None, None
@@ -356,12 +360,9 @@ def _build_knowledge(domain: Any, nlu: Any) -> Any:
 
 
 def _load_fusion(config: AgentConfig) -> Any:
-    try:
-        from models import fusion
-    except ImportError:
-        return None
-    loader = getattr(fusion, "load_fusion_model", None)
-    return loader(config) if loader is not None else None
+    from models.fusion import load_fusion_model
+
+    return load_fusion_model(config)  # None when no trained fusion model fits: every turn takes the text path
 
 
 def _speech() -> Any:

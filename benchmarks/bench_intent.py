@@ -8,7 +8,8 @@ Parts (``--parts``, default all):
   fewshot   10 examples per intent, 3 fixed seeds, mean: TF-IDF, frozen+LR and ours
   oos       25% of the intents held out as unknown (3 random splits): AUROC and OOS recall at
             the threshold keeping in-scope accuracy within 1 point of closed-set accuracy; ours
-            (energy, max-logit, max-softmax scores) and frozen+LR max-softmax as the baseline
+            (energy, max-logit, max-softmax, Mahalanobis, 1-NN scores) and frozen+LR max-softmax
+            as the baseline
 
 All figures on the full test set (3,080) unless ``--quick`` (20 intents, 40 training examples
 each). One JSON line per run goes to benchmarks/results/bench_intent.jsonl. Long: run it with
@@ -158,6 +159,28 @@ def part_fewshot(args, train, test, frozen, tmp: Path) -> dict:
     return {"shots": args.shots, "seeds": args.seeds, "mean": mean, "per_seed": per_seed}
 
 
+def feature_scores(model, train: tuple[list[str], list[str]], test_texts: list[str]) -> dict[str, np.ndarray]:
+    """Out-of-scope scores from the fine-tuned embeddings: Mahalanobis distance to the nearest
+    class mean (shared Ledoit-Wolf covariance; Podolskiy et al. 2021) and 1-nearest-neighbour
+    cosine distance to the training set (Sun et al. 2022), both on L2-normalised embeddings."""
+    from sklearn.covariance import LedoitWolf
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    f_train, f_test = unit(model.forward(train[0])["pooled"]), unit(model.forward(test_texts)["pooled"])
+    labels = sorted(set(train[1]))
+    y = np.array([labels.index(t) for t in train[1]])
+    means = np.stack([f_train[y == c].mean(0) for c in range(len(labels))])
+    precision = LedoitWolf().fit(f_train - means[y]).precision_
+    maha = np.full(len(f_test), np.inf)
+    for c in range(len(labels)):
+        d = f_test - means[c]
+        maha = np.minimum(maha, np.einsum("nd,de,ne->n", d, precision, d))
+    knn = -(f_test @ f_train.T).max(1)
+    return {"mahalanobis": maha, "knn1": knn}
+
+
 def part_oos(args, train, test, frozen, tmp: Path) -> dict:
     from models.calibration import oos_metrics, oos_raw
     from models.nlu import NluModel
@@ -181,6 +204,8 @@ def part_oos(args, train, test, frozen, tmp: Path) -> dict:
         for method in ("energy", "maxlogit", "msp"):
             raw = oos_raw(logits, temperature=model.temperatures["intent"], method=method, oos_index=None)
             row[f"ours_{method}"] = oos_metrics(raw, is_oos, correct)
+        for name, raw in feature_scores(model, tr, test[0]).items():
+            row[f"ours_{name}"] = oos_metrics(raw, is_oos, correct)
         clf, fpred, _ = frozen_lr(frozen, tr, test[0])
         msp = -clf.predict_proba(frozen(test[0])).max(1)
         row["frozen_lr_msp"] = oos_metrics(msp, is_oos, np.array(fpred) == np.array(te_labels))

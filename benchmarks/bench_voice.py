@@ -192,7 +192,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def build_agent(args: argparse.Namespace, *, speculative: bool) -> Any:
     from agent.runtime import load_agent
-    from agent.voice import warm_up
+    from agent.voice import prepare
 
     env = {"AGENT_REDIS_URL": args.redis_url} if args.redis_url else {}
     if args.model_dir:
@@ -209,7 +209,7 @@ async def build_agent(args: argparse.Namespace, *, speculative: bool) -> Any:
     )
     agent = load_agent(config)
     await agent.start()
-    await asyncio.to_thread(warm_up, agent)
+    await prepare(agent)  # models loaded in low-priority threads, as a server should
     return agent
 
 

@@ -51,7 +51,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_balance: float = 0.0  # loss weight of a class ~ count^-class_balance (0.5: inverse sqrt)
     embedding_keep_weight: float = 4.0  # keeps knowledge-base retrieval near the pretrained encoder's
-    oos_method: str = "energy"
+    oos_method: str = "msp"  # without an oos class: msp | energy | maxlogit (see docs/nlu.md)
     threads: int = 2
 
     def __post_init__(self) -> None:

@@ -255,3 +255,35 @@ def n_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
 def speech_tokens_for(duration_s: float) -> int:
     """Pooled speech tokens of a clip of ``duration_s`` seconds."""
     return max(1, math.ceil(min(duration_s, 30.0) / 0.02 / SPEECH_STRIDE))
+
+
+def _pad(items: list[torch.Tensor | None], width: int) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """Rows (n_i, width) or None -> (B, max n_i, width) zero-padded and a (B, max n_i) mask."""
+    if all(x is None for x in items):
+        return None, None
+    n = max(1, max(int(x.shape[0]) for x in items if x is not None))
+    out = torch.zeros(len(items), n, width)
+    mask = torch.zeros(len(items), n, dtype=torch.bool)
+    for i, x in enumerate(items):
+        if x is not None and x.shape[0]:
+            out[i, : x.shape[0]] = x
+            mask[i, : x.shape[0]] = True
+    return out, mask
+
+
+def pad_batch(text: list[torch.Tensor], *, speech: list[torch.Tensor | None] | None = None,
+              image: list[torch.Tensor | None] | None = None, ocr: list[torch.Tensor | None] | None = None,
+              config: FusionConfig) -> FusionBatch:
+    """A ``FusionBatch`` from per-turn tensors: text (T_i, d), speech (S_i, speech_dim) or None,
+    image (image_dim,) or None, ocr (U_i, d) or None."""
+    b = len(text)
+    text_t, text_mask = _pad(list(text), config.text_dim)
+    assert text_t is not None and text_mask is not None
+    speech_t, speech_mask = _pad(list(speech or [None] * b), config.speech_dim)
+    ocr_t, ocr_mask = _pad(list(ocr or [None] * b), config.text_dim)
+    image_t = image_mask = None
+    if image is not None and any(x is not None for x in image):
+        image_t = torch.stack([x if x is not None else torch.zeros(config.image_dim) for x in image])
+        image_mask = torch.tensor([x is not None for x in image], dtype=torch.bool)
+    return FusionBatch(text=text_t, text_mask=text_mask, speech=speech_t, speech_mask=speech_mask,
+                       image=image_t, image_mask=image_mask, ocr=ocr_t, ocr_mask=ocr_mask)

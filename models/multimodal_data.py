@@ -61,10 +61,10 @@ class SetConfig:
     picture type and split; deciding pictures carry ``texts_per_picture`` messages each."""
 
     seed: int = 0
-    spoken: tuple[int, int, int] = (300, 60, 120)  # train, val, test sentences
+    spoken: tuple[int, int, int] = (240, 48, 100)  # train, val, test sentences
     train_voices_per_sentence: int = 2
-    deciding: tuple[int, int, int] = (20, 5, 10)  # pictures per deciding type
-    irrelevant: tuple[int, int, int] = (10, 3, 8)  # pictures per irrelevant type
+    deciding: tuple[int, int, int] = (16, 4, 10)  # pictures per deciding type
+    irrelevant: tuple[int, int, int] = (8, 2, 6)  # pictures per irrelevant type
     texts_per_picture: int = 2
     image_only_every: int = 2  # every n-th deciding picture also appears with no text
     rate_wpm: tuple[int, int] = (140, 175)
@@ -74,7 +74,7 @@ class SetConfig:
     @classmethod
     def tiny(cls) -> SetConfig:
         """A few examples of every kind: for tests (about a minute with OCR off)."""
-        return cls(spoken=(4, 2, 2), train_voices_per_sentence=1, deciding=(1, 1, 1), irrelevant=(1, 0, 1),
+        return cls(spoken=(4, 2, 2), train_voices_per_sentence=1, deciding=(1, 0, 1), irrelevant=(1, 0, 1),
                    texts_per_picture=1, image_only_every=2, ocr=False)
 
 
@@ -139,7 +139,7 @@ def _plan_pictures(config: SetConfig) -> list[tuple[str, str, int]]:
 
 
 def _image_key(split: str, picture_type: str, seed: int, config: SetConfig) -> str:
-    return _key("picture", MI.__name__, picture_type, split, seed, config.ocr, SET_VERSION)
+    return _key("picture", MI.RENDER_VERSION, picture_type, split, seed, config.ocr, SET_VERSION)
 
 
 def _pair_pictures(pictures: Sequence[tuple[str, str, int]], pools: dict[str, list[tuple[str, str, str]]],
@@ -323,6 +323,10 @@ def ensure_set(path: Path, config: AgentConfig, *, set_config: SetConfig | None 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    # OpenMP threads that busy-wait make torch many times slower on shared cores; before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(description="Build the multimodal training and evaluation set (cached).")
     parser.add_argument("--out", type=Path, required=True, help="the set directory (clips and pictures are cached in it)")
     parser.add_argument("--banking77", type=Path, default=DEFAULT_BANKING77, help="Banking77 folder (train.csv, test.csv)")

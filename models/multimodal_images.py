@@ -47,6 +47,7 @@ IMAGE_KIND_OF: dict[str, str] = {
     **IRRELEVANT_TYPES,
 }
 SPLITS = ("train", "val", "test")
+RENDER_VERSION = 1  # bump when a renderer or wording changes: cached pictures are keyed by it
 
 # Short messages that are ambiguous alone, by family; the families a picture type accepts.
 AMBIGUOUS_TEXTS: dict[str, dict[str, tuple[str, ...]]] = {

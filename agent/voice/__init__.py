@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["CallSession", "serve_audiosocket", "twilio_routes", "warm_up"]
+__all__ = ["CallSession", "prepare", "serve_audiosocket", "twilio_routes", "warm_up"]
 
 if TYPE_CHECKING:
     from agent.voice.audiosocket import serve_audiosocket
-    from agent.voice.session import CallSession, warm_up
+    from agent.voice.session import CallSession, prepare, warm_up
     from agent.voice.twilio import twilio_routes
 
 
@@ -26,7 +26,7 @@ def __getattr__(name: str) -> Any:
         from agent.voice.audiosocket import serve_audiosocket
 
         return serve_audiosocket
-    if name in ("CallSession", "warm_up"):
+    if name in ("CallSession", "prepare", "warm_up"):
         from agent.voice import session
 
         return getattr(session, name)

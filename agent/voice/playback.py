@@ -18,6 +18,7 @@ from typing import Protocol
 
 from agent.interfaces import SpeechSynthesizer
 from agent.messages import AudioClip
+from agent.voice.workers import in_background
 from modalities.audio import frames_of
 from models.tts import split_sentences
 
@@ -73,7 +74,9 @@ class Speaker:
         lead_ms: int = 60,
         clock: Callable[[], float] = time.monotonic,
         on_mark: Callable[[str], None] | None = None,
+        first_max_chars: int | None = 60,
     ) -> None:
+        self.first_max_chars = first_max_chars
         self.transport = transport
         self._on_mark = on_mark
         self._synthesizer = synthesizer
@@ -84,7 +87,7 @@ class Speaker:
 
     async def speak(self, text: str, *, reply_id: str) -> list[str]:
         """Say ``text``; returns the marks sent (one per sentence). Raises CallClosed."""
-        sentences = split_sentences(text)
+        sentences = split_sentences(text, first_max_chars=self.first_max_chars)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
         producer = asyncio.create_task(self._synthesize(sentences, queue))
         marks: list[str] = []
@@ -109,11 +112,13 @@ class Speaker:
     async def _synthesize(self, sentences: list[str], queue: asyncio.Queue[bytes | None]) -> None:
         try:
             for sentence in sentences:
-                synthesizer = self._synthesizer()
-                clip = await asyncio.to_thread(synthesizer.synthesize, sentence)
-                await queue.put(await asyncio.to_thread(self.transport.encode, clip))
+                await queue.put(await in_background(self._audio_of, sentence))
         finally:
             await queue.put(None)
+
+    def _audio_of(self, sentence: str) -> bytes:
+        """Synthesise and encode one sentence (in a worker thread: the voice may load on first use)."""
+        return self.transport.encode(self._synthesizer().synthesize(sentence))
 
     async def _play(self, audio: bytes, *, first: bool) -> None:
         frames = frames_of(audio, self.transport.frame_bytes, pad=self.transport.silence)

@@ -33,6 +33,7 @@ from agent.messages import (
     reply_text,
 )
 from agent.voice.playback import CallClosed, CallTransport, Speaker
+from agent.voice.workers import in_background
 from modalities.audio import SAMPLE_RATE, TELEPHONE_RATE, resample
 
 log = logging.getLogger("agent.voice")
@@ -109,7 +110,8 @@ class CallSession:
         self.config = agent.config
         self.detector = agent.vad_factory()
         self.speaker = Speaker(transport, lambda: agent.synthesizer, lead_ms=self.config.telephony.frame_lead_ms,
-                               clock=clock, on_mark=self._mark_sent)
+                               clock=clock, on_mark=self._mark_sent,
+                               first_max_chars=self.config.tts.first_chunk_max_chars)
         self.stats = CallStats()
         self.started_at = clock()
         self.closed = False
@@ -124,6 +126,14 @@ class CallSession:
     def start(self) -> None:
         log.info("call %s started (%s)", self.info.conversation_id, self.info.gateway)
         self._worker = asyncio.create_task(self._turn_loop())
+        self._spawn(self._load_models())
+
+    async def _load_models(self) -> None:
+        """Build the recognizer and the voice in a low-priority worker if nothing has yet."""
+        try:
+            await in_background(lambda: (self.agent.recognizer, self.agent.synthesizer))
+        except Exception as e:  # noqa: BLE001 - the turn that needs the part reports it properly
+            log.warning("call %s: voice models could not be loaded (%s)", self.info.conversation_id, type(e).__name__)
 
     # --- input ------------------------------------------------------------------------------
 
@@ -208,10 +218,13 @@ class CallSession:
 
     async def _prefetch(self, clip: AudioClip) -> None:
         """Transcribe the utterance before the turn is declared over; the recognizer remembers it."""
-        try:
-            recognizer = self.agent.recognizer
+        def transcribe() -> None:
+            recognizer = self.agent.recognizer  # built here, not on the event loop, if not yet loaded
             if getattr(recognizer, "reuses_results", False):  # else the early result would be thrown away
-                await asyncio.to_thread(recognizer.transcribe, clip)
+                recognizer.transcribe(clip)
+
+        try:
+            await in_background(transcribe)
         except Exception as e:  # noqa: BLE001 - the real turn transcribes again and reports properly
             log.debug("speculative transcription failed: %s", type(e).__name__)
 
@@ -311,9 +324,14 @@ class CallSession:
         task.add_done_callback(self._background.discard)
 
 
+async def prepare(agent: Any) -> None:
+    """Load and run the voice models once, in a low-priority worker (see ``agent.voice.workers``),
+    so the first caller does not wait and inference yields to the calls' frame pacing."""
+    await in_background(warm_up, agent)
+
+
 def warm_up(agent: Any) -> None:
-    """Load and run the recognizer, the voice and the VAD once (blocking; call it in a thread at
-    start-up), so the first caller does not wait for models to load."""
+    """Load and run the recognizer, the voice and the VAD once (blocking)."""
     agent.recognizer.transcribe(AudioClip(samples=np.zeros(SAMPLE_RATE, np.float32), sample_rate_hz=SAMPLE_RATE))
     agent.synthesizer.synthesize("Hello.")
     agent.vad_factory().push(np.zeros(TELEPHONE_RATE // 10, np.float32))

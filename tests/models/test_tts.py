@@ -37,6 +37,10 @@ def test_split_sentences_keeps_order_and_cuts_long_ones_at_commas() -> None:
     assert len(pieces) > 1 and all(len(p) <= 80 for p in pieces)
     assert " ".join(pieces) == long.strip()
     assert split_sentences("   ") == []
+    reply = "I'm sorry to hear that, Ann. I've cancelled your card, and a new one is on its way."
+    assert split_sentences(reply, first_max_chars=20) == [
+        "I'm sorry to hear that,", "Ann.", "I've cancelled your card, and a new one is on its way."]
+    assert split_sentences(reply, first_max_chars=60)[0] == "I'm sorry to hear that, Ann."
 
 
 def test_espeak_speaks_at_22050_hz() -> None:

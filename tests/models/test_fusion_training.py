@@ -1,0 +1,169 @@
+"""The multimodal set and the fusion model with the real parts: espeak-ng / Piper voices through
+the telephone channel, Whisper tiny.en, EfficientNet-Lite0, the fine-tuned text model (the
+session's default model), training with early stopping, saving, loading, and the runtime
+answering voice and image turns through the fusion model (and the text path without one).
+
+A tiny set (a few clips and pictures, OCR off) is built once per module in about a minute."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.config import AgentConfig, NluConfig, VisionConfig
+from agent.messages import AudioClip, UserTurn
+from models.fusion import FusionModel, weights_sha256
+from models.fusion_fit import FusionTrainConfig
+from models.fusion_training import train_fusion
+from models.multimodal_data import MANIFEST, SetConfig, build_set, load_set
+from models.multimodal_images import AMBIGUOUS_TEXTS, render_picture
+from models.multimodal_speech import TRAIN_VOICES
+from models.nlu import NluModel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def kind_head_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small image-kind head (2 rendered pictures a kind), so no default head is trained."""
+    from models.image_analyzer import train_kind_head
+    from models.image_data import build_labelled_set
+    from models.vision import load_image_encoder
+
+    folder = tmp_path_factory.mktemp("kind") / "head"
+    train_kind_head(build_labelled_set(per_kind=2), load_image_encoder(VisionConfig()), None).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def config(kind_head_dir: Path, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AgentConfig:
+    cache = tmp_path_factory.mktemp("cache")
+    return dataclasses.replace(
+        AgentConfig(), vision=VisionConfig(ocr=False, kind_head_dir=kind_head_dir),
+        nlu=NluConfig(model_dir=trained_model_dir, cache_dir=cache))
+
+
+@pytest.fixture(scope="module")
+def tiny_set(config: AgentConfig, tmp_path_factory: pytest.TempPathFactory, shared_data: Path):
+    folder = tmp_path_factory.mktemp("set") / "tiny"
+    started = time.perf_counter()
+    build_set(folder, config, set_config=SetConfig.tiny(), banking77_dir=shared_data / "banking77")
+    return load_set(folder), time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_set, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    data, _ = tiny_set
+    out = tmp_path_factory.mktemp("fusion") / "model"
+    text_model = NluModel.from_pretrained(trained_model_dir)
+    cfg = FusionTrainConfig(epochs=25, batch_size=8, patience=25, lr=3e-3, threads=1)
+    fusion, metrics = train_fusion(data, text_model, text_model_dir=trained_model_dir, out_dir=out, train_config=cfg,
+                                   progress=False)
+    return fusion, metrics, out
+
+
+def test_tiny_set_has_every_kind_and_keeps_evaluation_unseen(tiny_set) -> None:
+    data, seconds = tiny_set
+    counts = data.manifest["counts"]
+    assert {"spoken", "image_decides", "image_only", "image_irrelevant"} <= set(counts["train"])
+    assert {"spoken", "image_decides", "image_irrelevant"} <= set(counts["test"])
+    train, test = data.split("train"), data.split("test")
+    assert not {ex.voice for ex in test if ex.voice} & {v.label for v in TRAIN_VOICES}  # unseen voices
+    assert not {ex.image for ex in test if ex.image} & {ex.image for ex in train if ex.image}  # unseen pictures
+    assert not {ex.typed for ex in test} & {ex.typed for ex in train if ex.typed}  # unseen templates and sentences
+    assert {ex.text for ex in test if ex.kind == "image_decides"} <= {
+        t for family in AMBIGUOUS_TEXTS.values() for t in family["test"]}
+    for ex in data.examples:
+        if ex.clip:
+            features = data.speech[ex.clip]
+            assert features.dtype == np.float16 and features.ndim == 2 and features.shape[1] == 384
+        if ex.image:
+            assert data.images[ex.image].embedding.shape == (1280,)
+    spoken = [ex for ex in data.examples if ex.kind == "spoken"]
+    assert sum(bool(ex.text.strip()) for ex in spoken) >= len(spoken) - 1  # Whisper heard something
+    print(f"tiny set built in {seconds:.0f} s")
+
+
+def test_a_rebuild_reuses_every_cached_clip_and_picture(tiny_set, config: AgentConfig, shared_data: Path) -> None:
+    data, _ = tiny_set
+    stamps = {p: p.stat().st_mtime_ns for p in data.path.rglob("*.npz")}
+    started = time.perf_counter()
+    build_set(data.path, config, set_config=SetConfig.tiny(), banking77_dir=shared_data / "banking77")
+    assert time.perf_counter() - started < 20
+    assert {p: p.stat().st_mtime_ns for p in data.path.rglob("*.npz")} == stamps
+    assert json.loads((data.path / MANIFEST).read_text())["counts"] == data.manifest["counts"]
+
+
+def test_training_writes_the_model_and_reports(trained, trained_model_dir: Path) -> None:
+    _, metrics, out = trained
+    for name in ("fusion.json", "fusion.safetensors", "metrics.json", "report.txt", "training_curves.png", "confusion.png"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "fusion.json").read_text())
+    assert meta["text_model"] == {"embedded": False, "path": str(trained_model_dir.resolve()),
+                                  "sha256": weights_sha256(trained_model_dir)}
+    assert metrics["epochs_run"] >= 1 and 1 <= metrics["best_epoch"] <= metrics["epochs_run"]
+    assert set(metrics["test"]["fusion"]) >= {"all", "spoken", "image_decides"}
+
+
+def test_the_fusion_learns_to_read_the_picture(trained, tiny_set) -> None:
+    """On its training turns where the picture decides, the fusion gets (nearly) all right; the
+    text model alone cannot, since the same few ambiguous texts go with different intents."""
+    from models.fusion_eval import text_predictions
+    from models.fusion_fit import TextStates, intents_of, predict, prepare
+
+    fusion, _, _ = trained
+    data, _ = tiny_set
+    decides = data.split("train", kinds=("image_decides", "image_only"))
+    prep = prepare(data, decides, fusion.intent_classes)
+    fused = intents_of(fusion, predict(fusion, TextStates(fusion, trainable=False), prep)["intent"])
+    truth = [ex.intent for ex in decides]
+    alone = text_predictions(fusion.text, [ex.text for ex in decides])
+    fused_right = sum(a == b for a, b in zip(fused, truth))
+    assert fused_right >= len(truth) - 1, list(zip(truth, fused))
+    assert fused_right > sum(a == b for a, b in zip(alone, truth)) + 3
+
+
+def test_loaded_model_answers_text_alone_exactly_like_the_text_model(trained, trained_model_dir: Path) -> None:
+    _, _, out = trained
+    text_model = NluModel.from_pretrained(trained_model_dir)
+    fusion = FusionModel.from_pretrained(out, text_model=text_model)
+    for text in ("I think my card was stolen", "what is the exchange rate for dollars", "my app won't let me log in"):
+        alone, fused = text_model.understand(text), fusion.understand(text=text)
+        assert fused.path == "fusion" and fused.intent == alone.intent
+        assert fused.confidence == pytest.approx(alone.confidence, abs=1e-5)
+        assert fused.sentiment == alone.sentiment and fused.emotion == alone.emotion
+
+
+async def test_runtime_answers_voice_and_image_turns_through_the_fusion(trained, config: AgentConfig) -> None:
+    from agent.runtime import load_agent
+    from modalities.image import image_from_pil
+    from models.tts import EspeakSynthesizer
+    from agent.config import TtsConfig
+
+    _, _, out = trained
+    picture = image_from_pil(render_picture("screen_transfer", 5, "test"))
+    speech = EspeakSynthesizer(TtsConfig(voice="en-us")).synthesize("my transfer has failed")
+    paths = {}
+    for name, fusion_dir in (("with", out), ("without", None)):
+        agent = load_agent(dataclasses.replace(config, nlu=dataclasses.replace(config.nlu, fusion_dir=fusion_dir)))
+        await agent.start()
+        try:
+            image_turn = await agent.handle_turn(UserTurn(conversation_id=f"f-{name}-1", channel="api",
+                                                          text="what is this?", image=picture))
+            voice_turn = await agent.handle_turn(UserTurn(conversation_id=f"f-{name}-2", channel="api",
+                                                          audio=AudioClip(samples=speech.samples,
+                                                                          sample_rate_hz=speech.sample_rate_hz)))
+            typed_turn = await agent.handle_turn(UserTurn(conversation_id=f"f-{name}-3", channel="api",
+                                                          text="what is my balance"))
+        finally:
+            await agent.aclose()
+        paths[name] = (image_turn.nlu.path, voice_turn.nlu.path, typed_turn.nlu.path)
+        if name == "with":
+            assert voice_turn.transcript is not None and voice_turn.transcript.features is not None
+    assert paths["with"] == ("fusion", "fusion", "text")
+    assert "fusion" not in paths["without"]
