@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace, config: AgentConfig) -> int:
     if args.task == "fusion":
         from models.fusion_training import train_fusion_from_config
 
-        metrics = train_fusion_from_config(config, out_dir=args.out, seed=args.seed, **options)
+        metrics = train_fusion_from_config(config, out_dir=args.out, seed=args.seed, data=args.data, **options)
     else:
         from models.training import train_from_files
 

@@ -35,9 +35,24 @@ import torch
 from scipy.special import softmax
 
 from agent.errors import DependencyUnavailable, InvalidInput
-from agent.messages import IMAGE_KINDS, ImageAnalysis, IntentScore, NluResult, SENTIMENTS, EMOTIONS, Transcript
+from agent.messages import (
+    EMOTIONS,
+    IMAGE_KINDS,
+    SENTIMENTS,
+    ImageAnalysis,
+    IntentScore,
+    NluResult,
+    Transcript,
+)
 from models.finetune import collate
-from models.fusion_layers import MAX_ENCODER_FRAMES, MODALITIES, FusionConfig, FusionModule, pad_batch, pool_frames
+from models.fusion_layers import (
+    MAX_ENCODER_FRAMES,
+    MODALITIES,
+    FusionConfig,
+    FusionModule,
+    pad_batch,
+    pool_frames,
+)
 from models.nlu import RANKING_SIZE, NluModel
 
 log = logging.getLogger(__name__)

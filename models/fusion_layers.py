@@ -104,7 +104,7 @@ def _check(name: str, x: torch.Tensor | None, dims: int, last: int | None, batch
     if x is None:
         return
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")  # noqa: TRY004
     if x.dim() != dims or x.shape[0] != batch or (last is not None and x.shape[-1] != last):
         want = ", ".join(["B"] + ["n"] * (dims - 2) + ([str(last)] if last is not None else []))
         raise ValueError(f"{name}: expected shape ({want}) with B={batch}, got {tuple(x.shape)}")

@@ -22,8 +22,19 @@ import torch
 
 from models.fusion import FusionModel
 from models.fusion_eval import baselines, by_kind
-from models.fusion_fit import (FusionTrainConfig, Prepared, TextStates, calibrate, fit, intents_of, new_fusion, predict,
-                               prepare, set_teacher, summary)
+from models.fusion_fit import (
+    FusionTrainConfig,
+    Prepared,
+    TextStates,
+    calibrate,
+    fit,
+    intents_of,
+    new_fusion,
+    predict,
+    prepare,
+    set_teacher,
+    summary,
+)
 from models.fusion_layers import FusionConfig
 from models.multimodal_data import MultimodalSet, SetConfig, ensure_set
 from models.nlu import NluModel
@@ -32,15 +43,15 @@ log = logging.getLogger(__name__)
 
 
 def train_fusion(data: MultimodalSet, text_model: NluModel, *, text_model_dir: Path | None, out_dir: Path | None,
-                 train_config: FusionTrainConfig = FusionTrainConfig(), fusion_config: FusionConfig = FusionConfig(),
+                 train_config: FusionTrainConfig | None = None, fusion_config: FusionConfig | None = None,
                  image_encoder: str = "efficientnet-lite0", asr_model: str = "tiny.en",
                  progress: bool = True) -> tuple[FusionModel, dict[str, Any]]:
     """Train on ``data``'s train split (early stopping on val), evaluate on test; save to ``out_dir``
     when given. Returns the model and its metrics."""
-    cfg = train_config
+    cfg = train_config or FusionTrainConfig()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    fusion = new_fusion(text_model, fusion_config, image_encoder=image_encoder, asr_model=asr_model)
+    fusion = new_fusion(text_model, fusion_config or FusionConfig(), image_encoder=image_encoder, asr_model=asr_model)
     train_examples = data.split("train")
     if cfg.max_examples is not None and cfg.max_examples < len(train_examples):
         train_examples = random.Random(cfg.seed).sample(train_examples, cfg.max_examples)

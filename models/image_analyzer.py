@@ -35,7 +35,14 @@ from agent.interfaces import ImageEncoder, TextRecognizer
 from agent.messages import IMAGE_KINDS, ImageAnalysis, ImageInput
 from models.image_data import LabelledImage, build_labelled_set, fingerprint
 from models.image_fields import mask_card_numbers, read_fields
-from models.image_kind import KindHead, LinearSoftmax, embedding_features, kind_from_labels, ocr_cues
+from models.image_kind import (
+    HEAD_VERSION,
+    KindHead,
+    LinearSoftmax,
+    embedding_features,
+    kind_from_labels,
+    ocr_cues,
+)
 from models.ocr import RapidOcrRecognizer
 from models.vision import load_image_encoder
 
@@ -49,8 +56,14 @@ FIELDS_KIND_MIN_CONFIDENCE = 0.5  # below this, fields are read as if the kind w
 def as_image_input(rgb: Image.Image) -> ImageInput:
     """An ``ImageInput`` for an in-memory RGB picture (training and evaluation, not uploads)."""
     rgb = rgb.convert("RGB")
-    return ImageInput(rgb=rgb, sha256=hashlib.sha256(rgb.tobytes()).hexdigest(), source_format="PNG",
-                      width_px=rgb.size[0], height_px=rgb.size[1], n_bytes=0)
+    return ImageInput(
+        rgb=rgb,
+        sha256=hashlib.sha256(rgb.tobytes()).hexdigest(),
+        source_format="PNG",
+        width_px=rgb.size[0],
+        height_px=rgb.size[1],
+        n_bytes=0,
+    )
 
 
 def encoder_name(encoder: ImageEncoder) -> str:
@@ -112,7 +125,7 @@ def _ocr_subset(items: Sequence[LabelledImage], per_kind: int) -> list[int]:
         rendered = [i for i, it in enumerate(items) if it.kind == kind and it.source == "rendered"]
         shared = [i for i, it in enumerate(items) if it.kind == kind and it.source == "shared"]
         mixed = [i for pair in zip(rendered, shared) for i in pair]
-        mixed += rendered[len(shared):] + shared[len(rendered):]
+        mixed += rendered[len(shared) :] + shared[len(rendered) :]
         chosen.extend(mixed[:per_kind])
     return sorted(chosen)
 
@@ -126,8 +139,13 @@ def _cues_for(items: Sequence[LabelledImage], ocr: TextRecognizer) -> np.ndarray
 
 
 def train_kind_head(
-    items: Sequence[LabelledImage], encoder: ImageEncoder, ocr: TextRecognizer | None, *,
-    ocr_per_kind: int = DEFAULT_OCR_PER_KIND, seed: int = 0, c: float = 1.0,
+    items: Sequence[LabelledImage],
+    encoder: ImageEncoder,
+    ocr: TextRecognizer | None,
+    *,
+    ocr_per_kind: int = DEFAULT_OCR_PER_KIND,
+    seed: int = 0,
+    c: float = 1.0,
 ) -> KindHead:
     """Fit both stages on the ``train`` split of ``items`` (stage 2 only when ``ocr`` is given)."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -136,7 +154,9 @@ def train_kind_head(
     kinds = tuple(IMAGE_KINDS)
     y = np.array([kinds.index(it.kind) for it in train])
     if len(set(y.tolist())) < 2:
-        raise ValueError(f"train_kind_head: expected training pictures of at least 2 kinds, got {sorted(set(y.tolist()))}")
+        raise ValueError(
+            f"train_kind_head: expected training pictures of at least 2 kinds, got {sorted(set(y.tolist()))}"
+        )
     started = time.perf_counter()
     x1, _, _ = _encode(train, encoder)
     stage1 = LinearSoftmax.fit(x1, y, n_classes=len(kinds), c=c, seed=seed)
@@ -148,21 +168,39 @@ def train_kind_head(
         folds = max(2, min(5, int(np.bincount(y).min())))
         mean, scale = x1.mean(axis=0), np.where(x1.std(axis=0) < 1e-6, 1.0, x1.std(axis=0))
         out_of_fold = cross_val_predict(
-            LogisticRegression(C=c, max_iter=3000, random_state=seed), (x1 - mean) / scale, y,
-            cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba")
+            LogisticRegression(C=c, max_iter=3000, random_state=seed),
+            (x1 - mean) / scale,
+            y,
+            cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+            method="predict_proba",
+        )
         full = np.full((len(train), len(kinds)), 1e-4)
         full[:, np.unique(y)] = np.maximum(out_of_fold, 1e-4)
         x2 = np.concatenate([np.log(full[subset]), _cues_for([train[i] for i in subset], ocr)], axis=1)
         stage2 = LinearSoftmax.fit(x2, y[subset], n_classes=len(kinds), c=c, seed=seed)
         n_ocr = len(subset)
-    info = {"n_train": len(train), "n_train_ocr": n_ocr, "train_s": round(time.perf_counter() - started, 1),
-            "sources": sorted({it.source for it in train}), "per_kind": {k: int((y == i).sum()) for i, k in enumerate(kinds)}}
-    return KindHead(kinds=kinds, encoder=encoder_name(encoder), embedding_dim=x1.shape[1] - 1,
-                    stage1=stage1, stage2=stage2, info=info)
+    info = {
+        "n_train": len(train),
+        "n_train_ocr": n_ocr,
+        "train_s": round(time.perf_counter() - started, 1),
+        "sources": sorted({it.source for it in train}),
+        "per_kind": {k: int((y == i).sum()) for i, k in enumerate(kinds)},
+    }
+    return KindHead(
+        kinds=kinds,
+        encoder=encoder_name(encoder),
+        embedding_dim=x1.shape[1] - 1,
+        stage1=stage1,
+        stage2=stage2,
+        info=info,
+    )
 
 
 def evaluate_kind_head(
-    head: KindHead, items: Sequence[LabelledImage], encoder: ImageEncoder, ocr: TextRecognizer | None,
+    head: KindHead,
+    items: Sequence[LabelledImage],
+    encoder: ImageEncoder,
+    ocr: TextRecognizer | None,
 ) -> dict[str, object]:
     """Accuracy on the ``test`` split: the head without OCR, with OCR (when given), and the
     ImageNet-label rules baseline; also per source (rendered / shared)."""
@@ -172,8 +210,11 @@ def evaluate_kind_head(
     dim = head.embedding_dim
     no_ocr = [head.predict(x[:dim], w, h)[0] for x, (w, h) in zip(x1, sizes)]
     baseline = [kind_from_labels(lab) for lab in labels]
-    result: dict[str, object] = {"n_test": len(test), "head_no_ocr": _accuracy(no_ocr, truth),
-                                 "baseline_imagenet_rules": _accuracy(baseline, truth)}
+    result: dict[str, object] = {
+        "n_test": len(test),
+        "head_no_ocr": _accuracy(no_ocr, truth),
+        "baseline_imagenet_rules": _accuracy(baseline, truth),
+    }
     predictions = {"head_no_ocr": no_ocr, "baseline_imagenet_rules": baseline}
     if ocr is not None:
         cues = _cues_for(test, ocr)
@@ -182,9 +223,12 @@ def evaluate_kind_head(
         predictions["head_with_ocr"] = with_ocr
     for source in sorted({it.source for it in test}):
         idx = [i for i, it in enumerate(test) if it.source == source]
-        result[f"by_source_{source}"] = {name: _accuracy([p[i] for i in idx], [truth[i] for i in idx])
-                                         for name, p in predictions.items()} | {"n": len(idx)}
-    result["confusions"] = sorted({f"{t}->{p}" for t, p in zip(truth, predictions.get("head_with_ocr", no_ocr)) if t != p})
+        result[f"by_source_{source}"] = {
+            name: _accuracy([p[i] for i in idx], [truth[i] for i in idx]) for name, p in predictions.items()
+        } | {"n": len(idx)}
+    result["confusions"] = sorted(
+        {f"{t}->{p}" for t, p in zip(truth, predictions.get("head_with_ocr", no_ocr)) if t != p}
+    )
     return result
 
 
@@ -196,12 +240,19 @@ def _accuracy(predicted: Sequence[str], truth: Sequence[str]) -> float:
 
 
 def default_head(
-    encoder: ImageEncoder, ocr: TextRecognizer | None, cache_dir: Path, *, shared_images_dir: Path | None = None,
-    per_kind: int = DEFAULT_PER_KIND, ocr_per_kind: int = DEFAULT_OCR_PER_KIND, seed: int = 0,
+    encoder: ImageEncoder,
+    ocr: TextRecognizer | None,
+    cache_dir: Path,
+    *,
+    shared_images_dir: Path | None = None,
+    per_kind: int = DEFAULT_PER_KIND,
+    ocr_per_kind: int = DEFAULT_OCR_PER_KIND,
+    seed: int = 0,
 ) -> KindHead:
     """The head trained on the labelled set, from the cache when that set was trained on before."""
     items = build_labelled_set(per_kind=per_kind, seed=seed, shared_dir=shared_images_dir)
-    key = fingerprint(items, extra=f"{encoder_name(encoder)}|ocr:{ocr is not None}|{ocr_per_kind}|{seed}")
+    extra = f"head:{HEAD_VERSION}|{encoder_name(encoder)}|ocr:{ocr is not None}|{ocr_per_kind}|{seed}"
+    key = fingerprint(items, extra=extra)
     folder = cache_dir / "image-kind" / f"{encoder_name(encoder)}-{key}"
     if (folder / "weights.npz").is_file():
         return KindHead.load(folder)
@@ -218,7 +269,10 @@ def default_head(
 
 
 def load_image_analyzer(
-    config: VisionConfig, cache_dir: Path, *, shared_images_dir: Path | None = None,
+    config: VisionConfig,
+    cache_dir: Path,
+    *,
+    shared_images_dir: Path | None = None,
 ) -> KindHeadImageAnalyzer:
     """Encoder + OCR (unless ``config.ocr`` is off) + kind head, as ``VisionConfig`` says."""
     encoder = load_image_encoder(config)
@@ -227,8 +281,10 @@ def load_image_analyzer(
     if head_dir is not None:
         head = KindHead.load(Path(head_dir))
         if head.encoder != encoder_name(encoder):
-            raise ConfigError(f"vision.kind_head_dir: the head was trained on {head.encoder!r} embeddings; "
-                              f"expected one for {encoder_name(encoder)!r}")
+            raise ConfigError(
+                f"vision.kind_head_dir: the head was trained on {head.encoder!r} embeddings; "
+                f"expected one for {encoder_name(encoder)!r}"
+            )
     else:
         head = default_head(encoder, ocr, Path(cache_dir), shared_images_dir=shared_images_dir)
     return KindHeadImageAnalyzer(encoder=encoder, head=head, ocr=ocr)
@@ -237,7 +293,9 @@ def load_image_analyzer(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train and evaluate the image-kind head.")
     parser.add_argument("--out", type=Path, required=True, help="folder to save the head in")
-    parser.add_argument("--shared", type=Path, default=None, help="shared images folder (receipts/, screenshots/)")
+    parser.add_argument(
+        "--shared", type=Path, default=None, help="shared images folder (receipts/, screenshots/)"
+    )
     parser.add_argument("--per-kind", type=int, default=DEFAULT_PER_KIND)
     parser.add_argument("--ocr-per-kind", type=int, default=DEFAULT_OCR_PER_KIND)
     parser.add_argument("--no-ocr", action="store_true", help="train stage 1 only")

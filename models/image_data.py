@@ -24,6 +24,7 @@ from PIL import Image
 
 from agent.messages import IMAGE_KINDS
 from models import image_render as R
+from models import image_render_docs as D
 from models import image_render_scenes as S
 
 RENDER_VERSION = 1  # bump when a renderer changes, so cached heads are retrained
@@ -31,8 +32,8 @@ RENDER_VERSION = 1  # bump when a renderer changes, so cached heads are retraine
 RENDERERS: dict[str, Callable[[random.Random], R.Rendered]] = {
     "receipt": R.render_receipt,
     "screenshot": R.render_screenshot,
-    "card": R.render_card,
-    "document": R.render_document,
+    "card": D.render_card,
+    "document": D.render_document,
     "product_photo": S.render_product_photo,
     "other": S.render_other,
 }
@@ -125,6 +126,14 @@ def receipt_keys(shared_dir: Path) -> tuple[tuple[Path, dict[str, str | None]], 
         key = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
         amounts = parse_amounts(str(key.get("total", "")).replace("$", ""))
         dates = parse_dates(str(key.get("date", "")))
-        out.append((path, {"total": f"{amounts[0]:.2f}" if amounts else None,
-                           "date": dates[0] if dates else None, "merchant": key.get("company")}))
+        out.append(
+            (
+                path,
+                {
+                    "total": f"{amounts[0]:.2f}" if amounts else None,
+                    "date": dates[0] if dates else None,
+                    "merchant": key.get("company"),
+                },
+            )
+        )
     return tuple(out)

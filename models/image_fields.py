@@ -11,164 +11,30 @@ Full card numbers are never returned: ``mask_card_numbers`` hides all but the la
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from agent.messages import OcrLine
+from models.image_text import CURRENCY_AMOUNT, Row, group_rows, parse_amounts, parse_dates
 
-MONTHS = {m: i + 1 for i, m in enumerate(
-    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"))}
-_MON = r"(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]*\.?"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Row:
-    """OCR lines on one visual row, left to right. ``height_px``: the tallest line's height."""
-
-    text: str
-    y_px: float
-    height_px: float
-    confidence: float
-
-
-def skew_rad(lines: Sequence[OcrLine]) -> float:
-    """The median slope of the lines' top edges, in radians (0 for a level picture)."""
-    angles = []
-    for line in lines:
-        if len(line.box) == 4:
-            (x0, y0), (x1, y1) = line.box[0], line.box[1]
-            if abs(x1 - x0) > 1e-6:
-                angles.append(math.atan2(y1 - y0, x1 - x0))
-    return float(sorted(angles)[len(angles) // 2]) if angles else 0.0
-
-
-def _geometry(line: OcrLine, angle: float) -> tuple[float, float, float]:
-    """(x_min, y_centre, height) of a line's box in pixels, measured along the text direction
-    (the box turned by -``angle``); lines without a box get zeros."""
-    if not line.box:
-        return 0.0, 0.0, 0.0
-    cos, sin = math.cos(angle), math.sin(angle)
-    xs = [x * cos + y * sin for x, y in line.box]
-    ys = [y * cos - x * sin for x, y in line.box]
-    return min(xs), (min(ys) + max(ys)) / 2.0, max(ys) - min(ys)
-
-
-def group_rows(lines: Sequence[OcrLine]) -> tuple[Row, ...]:
-    """Lines whose vertical centres are within half a line height of each other form a row.
-
-    Positions are measured along the text's own direction, so a photo taken at an angle still
-    puts "TOTAL" and its amount on one row.
-    """
-    angle = skew_rad(lines)
-    placed = sorted(((*_geometry(line, angle), line) for line in lines), key=lambda g: g[1])
-    rows: list[list[tuple[float, float, float, OcrLine]]] = []
-    for geo in placed:
-        if rows and geo[2] > 0:
-            last = rows[-1]
-            centre = sum(g[1] for g in last) / len(last)
-            height = min(geo[2], max(g[2] for g in last))
-            if abs(geo[1] - centre) < 0.5 * height:
-                last.append(geo)
-                continue
-        rows.append([geo])
-    out = []
-    for row in rows:
-        row.sort(key=lambda g: g[0])
-        out.append(Row(
-            text=" ".join(g[3].text.strip() for g in row),
-            y_px=sum(g[1] for g in row) / len(row),
-            height_px=max(g[2] for g in row),
-            confidence=min(g[3].confidence for g in row),
-        ))
-    return tuple(out)
-
-
-# --- amounts and dates ----------------------------------------------------------------------
-
-_AMOUNT = re.compile(
-    r"(?<![\d.,])(?P<neg>-)?\s*(?:RM|MYR|USD|GBP|EUR|S\$|\$|S|£|€)?\s*"
-    r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<sep>[.,])(?P<dec>\d{2})(?![\d.,]*\d)"
-)
-_CURRENCY_AMOUNT = re.compile(r"(?:[£$€]|RM|GBP|USD|EUR)\s?(\d{1,3}(?:,\d{3})+|\d+)\.(\d{2})(?!\d)")
-
-
-def parse_amounts(text: str) -> tuple[Decimal, ...]:
-    """Money amounts with two decimals in ``text``, in order; negatives are left out."""
-    found = []
-    for m in _AMOUNT.finditer(text.upper()):
-        if m.group("neg"):
-            continue
-        integer = m.group("int").replace(",", "") if m.group("sep") == "." else m.group("int")
-        if m.group("sep") == "," and "," in integer:
-            continue  # "1,234,56" is not an amount
-        try:
-            found.append(Decimal(f"{integer}.{m.group('dec')}"))
-        except InvalidOperation:
-            continue
-    return tuple(found)
-
-
-_DATE_PATTERNS = (
-    re.compile(r"(?<![\d/.-])(?P<y>(?:19|20)\d{2})[/.-](?P<m>\d{1,2})[/.-](?P<d>\d{1,2})(?!\d)"),
-    re.compile(r"(?<![\dA-Z/.])(?P<a>\d{1,2})\s?[/.-]\s?(?P<b>\d{1,2})\s?[/.-]\s?(?P<y>(?:19|20)\d{2}|\d{2}(?=\d{1,2}:\d{2})|\d{2}(?!\d))"),
-    re.compile(rf"(?<!\d)(?P<d>\d{{1,2}})\s*[-/ ]?\s*{_MON}\s*[-/ ,]?\s*(?P<y>(?:19|20)\d{{2}}|\d{{2}}(?!\d))"),
-    re.compile(rf"\b{_MON}\s*(?P<d>\d{{1,2}})(?:ST|ND|RD|TH)?\s*,?\s*(?P<y>(?:19|20)\d{{2}})(?!\d)"),
-)
-
-
-def _valid(year: int, month: int, day: int) -> str | None:
-    if year < 100:
-        year += 2000
-    if not 1990 <= year <= 2099:
-        return None
-    try:
-        return date(year, month, day).isoformat()
-    except ValueError:
-        return None
-
-
-def _overlapping(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
-    """Matches that may overlap ("19-18/01/2018" holds "18/01/2018" after a false start)."""
-    found, pos = [], 0
-    while (m := pattern.search(text, pos)) is not None:
-        found.append(m)
-        pos = m.start() + 1
-    return found
-
-
-def parse_dates(text: str, *, day_first: bool = True) -> tuple[str, ...]:
-    """Calendar dates in ``text`` as ISO strings, in order of appearance.
-
-    Numeric dates are read day first ("12/01/19" is 12 January 2019) unless that is impossible
-    ("12/28/2017" is 28 December); ``day_first=False`` prefers month first.
-    """
-    upper = text.upper()
-    found: list[tuple[int, str]] = []
-    for index, pattern in enumerate(_DATE_PATTERNS):
-        for m in _overlapping(pattern, upper):
-            groups = m.groupdict()
-            year = int(groups["y"])
-            if index == 1:
-                a, b = int(groups["a"]), int(groups["b"])
-                first = (a, b) if day_first else (b, a)
-                iso = _valid(year, first[1], first[0]) or _valid(year, first[0], first[1])
-            elif index == 0:
-                iso = _valid(year, int(groups["m"]), int(groups["d"]))
-            else:
-                month = MONTHS[m.group(1 if index == 3 else 2)[:3]]
-                iso = _valid(year, month, int(groups["d"]))
-            if iso:
-                found.append((m.start(), iso))
-    return tuple(iso for _, iso in sorted(found))
-
+__all__ = [  # the text helpers are re-exported: callers read fields and values from one place
+    "CURRENCY_AMOUNT",
+    "Row",
+    "card_fields",
+    "error_fields",
+    "group_rows",
+    "mask_card_numbers",
+    "parse_amounts",
+    "parse_dates",
+    "read_fields",
+    "receipt_merchant",
+    "receipt_total",
+]
 
 # --- receipts -------------------------------------------------------------------------------
 
-_TOTAL = re.compile(r"T[O0]T|AMOUNT\s*DUE|BALANCE\s*DUE|GRAND|PAYABLE")
+TOTAL_LABEL = re.compile(r"T[O0]T|AMOUNT\s*DUE|BALANCE\s*DUE|GRAND|PAYABLE")
 _TOTAL_STRONG = re.compile(
     r"ROUND|NETT?\s*T[O0]TAL|GRAND|T[O0]TAL\s*AMOUNT|AMOUNT\s*DUE|T[O0]TAL\s*DUE|PAYABLE|T[O0]TAL\s*\(?\s*INCL"
     r"|T[O0]TAL\s*SALES"
@@ -197,7 +63,7 @@ def _cash_minus_change(rows: Sequence[Row]) -> Decimal | None:
     cash = change = None
     for i, row in enumerate(rows):
         upper = row.text.upper()
-        if cash is None and _CASH.search(upper) and not _TOTAL.search(upper):
+        if cash is None and _CASH.search(upper) and not TOTAL_LABEL.search(upper):
             found = _amount_after_label(rows, i)
             cash = found[-1] if found else None
         elif cash is not None and change is None and _CHANGE.search(upper):
@@ -217,7 +83,7 @@ def receipt_total(rows: Sequence[Row]) -> str | None:
     candidates: list[tuple[int, Decimal]] = []
     for i, row in enumerate(rows):
         upper = row.text.upper()
-        if not _TOTAL.search(upper) or _TOTAL_NOT.search(upper):
+        if not TOTAL_LABEL.search(upper) or _TOTAL_NOT.search(upper):
             continue
         priority = 2 if _TOTAL_STRONG.search(upper) else 1
         candidates.extend((priority, amount) for amount in _amount_after_label(rows, i))
@@ -234,7 +100,7 @@ def first_date(rows: Sequence[Row], *, day_first: bool = True) -> str | None:
     """The date on a row labelled "date" (or the row after the label), else the first date."""
     for i, row in enumerate(rows):
         if re.search(r"DATE|TARIKH", row.text.upper()):
-            for candidate in rows[i:i + 2]:
+            for candidate in rows[i : i + 2]:
                 found = parse_dates(candidate.text, day_first=day_first)
                 if found:
                     return found[0]
@@ -258,7 +124,9 @@ def receipt_merchant(rows: Sequence[Row], *, top_rows: int = 8) -> str | None:
 
     All-lowercase rows are skipped: printed shop names are capitalised, handwriting often is not.
     """
-    top = [r for r in rows[:top_rows] if len(re.findall(r"[A-Za-z]", r.text)) >= 3 and r.text.lower() != r.text]
+    top = [
+        r for r in rows[:top_rows] if len(re.findall(r"[A-Za-z]", r.text)) >= 3 and r.text.lower() != r.text
+    ]
     for row in top:
         if _COMPANY.search(row.text.upper()) and not _NOT_MERCHANT.search(row.text.upper()):
             return _clean(row.text)
@@ -277,7 +145,7 @@ def _clean(text: str, *, limit: int = 120) -> str:
 
 # --- error screens --------------------------------------------------------------------------
 
-_ERROR = re.compile(
+ERROR_WORDS = re.compile(
     r"FAIL|ERROR|DECLINED|UNABLE|COULD\s*N[O']?T|CAN\s*N[O']?T|CAN'T|COULDN'T|UNSUCCESSFUL|DENIED"
     r"|INVALID|INSUFFICIENT|EXPIRED|BLOCKED|REJECTED|TIMED\s*OUT|WENT\s*WRONG|NOT\s*(?:BE\s*)?COMPLETED"
     r"|PROBLEM|UNAVAILABLE|SUSPENDED|NOT\s*AUTHORI[SZ]ED|LIMIT\s*EXCEEDED|EXCEEDS"
@@ -293,7 +161,7 @@ _CODE_TOKEN = re.compile(r"\b(?P<code>ERR[-_]?\d{2,6}|E\d{3,5})\b")
 def error_fields(rows: Sequence[Row]) -> tuple[tuple[str, str], ...]:
     """``error_message`` (the tallest row saying something failed), ``error_detail``,
     ``error_code`` and a currency ``amount`` on the error rows."""
-    flagged = [r for r in rows if _ERROR.search(r.text.upper())]
+    flagged = [r for r in rows if ERROR_WORDS.search(r.text.upper())]
     out: list[tuple[str, str]] = []
     code = _error_code(rows)
     messages = [r for r in flagged if not _ERROR_CODE.fullmatch(r.text.upper().strip())]
@@ -308,9 +176,11 @@ def error_fields(rows: Sequence[Row]) -> tuple[tuple[str, str], ...]:
             out.append(("error_detail", _clean(_strip_code(detail), limit=200)))
     if code and (messages or re.search(r"ERR", " ".join(r.text.upper() for r in rows))):
         out.append(("error_code", code))
-    near = sorted({j for r in flagged for j in range(rows.index(r) - 1, rows.index(r) + 2) if 0 <= j < len(rows)})
+    near = sorted(
+        {j for r in flagged for j in range(rows.index(r) - 1, rows.index(r) + 2) if 0 <= j < len(rows)}
+    )
     for j in near:
-        m = _CURRENCY_AMOUNT.search(rows[j].text.upper())
+        m = CURRENCY_AMOUNT.search(rows[j].text.upper())
         if m:
             out.append(("amount", f"{Decimal(m.group(1).replace(',', '') + '.' + m.group(2)):.2f}"))
             break
@@ -321,9 +191,12 @@ def _headline(rows: Sequence[Row], index: int) -> list[Row]:
     """The headline row, with the rows that continue it when it wraps: set in about the same
     size, right below, starting with a lowercase letter ("Unable to complete" / "transfer")."""
     parts, j = [rows[index]], index + 1
-    while j < len(rows) and rows[j].text[:1].islower() and \
-            abs(rows[j].height_px - rows[j - 1].height_px) <= 0.3 * rows[j - 1].height_px and \
-            rows[j].y_px - rows[j - 1].y_px <= 1.8 * rows[j - 1].height_px:
+    while (
+        j < len(rows)
+        and rows[j].text[:1].islower()
+        and abs(rows[j].height_px - rows[j - 1].height_px) <= 0.3 * rows[j - 1].height_px
+        and rows[j].y_px - rows[j - 1].y_px <= 1.8 * rows[j - 1].height_px
+    ):
         parts.append(rows[j])
         j += 1
     return parts
@@ -332,17 +205,22 @@ def _headline(rows: Sequence[Row], index: int) -> list[Row]:
 def _paragraph(rows: Sequence[Row], index: int, *, avoid: range = range(0)) -> str:
     """The row at ``index`` joined with the rows above and below set in the same size, close by,
     never reaching into the rows of ``avoid``."""
+
     def same_block(a: int, b: int) -> bool:
         ra, rb = rows[a], rows[b]
-        return a not in avoid and b not in avoid and \
-            abs(ra.height_px - rb.height_px) <= 0.25 * max(ra.height_px, rb.height_px) and \
-            abs(ra.y_px - rb.y_px) <= 1.8 * max(ra.height_px, rb.height_px)
+        return (
+            a not in avoid
+            and b not in avoid
+            and abs(ra.height_px - rb.height_px) <= 0.25 * max(ra.height_px, rb.height_px)
+            and abs(ra.y_px - rb.y_px) <= 1.8 * max(ra.height_px, rb.height_px)
+        )
+
     start = end = index
     while start > 0 and same_block(start - 1, start):
         start -= 1
     while end + 1 < len(rows) and same_block(end, end + 1):
         end += 1
-    return " ".join(r.text for r in rows[start:end + 1])
+    return " ".join(r.text for r in rows[start : end + 1])
 
 
 def _error_code(rows: Sequence[Row]) -> str | None:
@@ -372,9 +250,11 @@ _EXPIRY_LABEL = re.compile(r"VALID|THRU|EXP|GOOD|UNTIL")
 
 def mask_card_numbers(text: str) -> str:
     """Replace 13-19 digit card numbers with ``•••• 1234`` (the last four kept)."""
+
     def mask(m: re.Match[str]) -> str:
         digits = re.sub(r"\D", "", m.group(0))
         return f"•••• {digits[-4:]}" if 13 <= len(digits) <= 19 else m.group(0)
+
     return _PAN.sub(mask, text)
 
 
@@ -387,7 +267,11 @@ def card_fields(rows: Sequence[Row], *, on_card: bool) -> tuple[tuple[str, str],
     out: list[tuple[str, str]] = []
     last4 = None
     for row in rows:
-        m = _MASKED.search(row.text.upper()) or _GROUPED.search(row.text.upper()) or _ENDING.search(row.text.upper())
+        m = (
+            _MASKED.search(row.text.upper())
+            or _GROUPED.search(row.text.upper())
+            or _ENDING.search(row.text.upper())
+        )
         if m:
             last4 = m.group("last4")
             break
@@ -418,8 +302,11 @@ def read_fields(
         return ()
     out: list[tuple[str, str]] = []
     if kind in (None, "receipt"):
-        for name, value in (("total", receipt_total(rows)), ("date", first_date(rows, day_first=day_first)),
-                            ("merchant", receipt_merchant(rows) if kind == "receipt" else None)):
+        for name, value in (
+            ("total", receipt_total(rows)),
+            ("date", first_date(rows, day_first=day_first)),
+            ("merchant", receipt_merchant(rows) if kind == "receipt" else None),
+        ):
             if value:
                 out.append((name, value))
     if kind in ("document", "screenshot"):

@@ -27,13 +27,24 @@ import numpy as np
 
 from agent.errors import ConfigError
 from agent.messages import IMAGE_KINDS, OcrLine
-from models.image_fields import _CURRENCY_AMOUNT, _ERROR, _TOTAL, parse_amounts, parse_dates
+from models.image_fields import CURRENCY_AMOUNT, ERROR_WORDS, TOTAL_LABEL, parse_amounts, parse_dates
 
-HEAD_VERSION = 1
+HEAD_VERSION = 2  # bump when the cues or the features change: cached heads are retrained
 CUE_NAMES: tuple[str, ...] = (
-    "n_lines_log", "text_coverage", "line_height_rel", "x_spread", "line_width_rel", "digit_share",
-    "amounts_log", "has_total", "has_error", "has_card_number", "has_date", "mean_confidence",
-    "chars_per_line_log", "has_currency",
+    "n_lines_log",
+    "text_coverage",
+    "line_height_rel",
+    "x_spread",
+    "line_width_rel",
+    "digit_share",
+    "amounts_log",
+    "has_total",
+    "has_error",
+    "has_card_number",
+    "has_date",
+    "mean_confidence",
+    "chars_per_line_log",
+    "has_currency",
 )
 _CARD_CUE = re.compile(r"(?:[*•xX#·●]{3,}\s*){1,3}\d{4}|\d{4}\s\d{4}\s\d{4}\s\d{4}|VALID\s*THRU|GOOD\s*THRU")
 
@@ -63,13 +74,13 @@ def ocr_cues(lines: Sequence[OcrLine], width_px: int, height_px: int) -> np.ndar
         float(np.median(widths)) / max(1, width_px),
         sum(c.isdigit() for c in chars) / max(1, len(chars)),
         math.log1p(len(parse_amounts(text))),
-        float(bool(_TOTAL.search(upper))),
-        float(bool(_ERROR.search(upper))),
+        float(bool(TOTAL_LABEL.search(upper))),
+        float(bool(ERROR_WORDS.search(upper))),
         float(bool(_CARD_CUE.search(upper))),
         float(bool(parse_dates(text))),
         float(np.mean([line.confidence for line in lines])),
         math.log1p(len(chars) / len(lines)),
-        float(bool(_CURRENCY_AMOUNT.search(upper))),
+        float(bool(CURRENCY_AMOUNT.search(upper))),
     )
     return np.asarray(cues, dtype=np.float32)
 
@@ -127,11 +138,14 @@ class KindHead:
     stage2: LinearSoftmax | None
     info: dict = field(default_factory=dict)  # training data, metrics, versions
 
-    def predict(self, vector: np.ndarray, width_px: int, height_px: int,
-                cues: np.ndarray | None = None) -> tuple[str, float, tuple[float, ...]]:
+    def predict(
+        self, vector: np.ndarray, width_px: int, height_px: int, cues: np.ndarray | None = None
+    ) -> tuple[str, float, tuple[float, ...]]:
         """(kind, its probability, probabilities of all kinds); ``cues=None``: without OCR."""
         if vector.shape[-1] != self.embedding_dim:
-            raise ValueError(f"kind head: expected a {self.embedding_dim}-d embedding, got {vector.shape[-1]}-d")
+            raise ValueError(
+                f"kind head: expected a {self.embedding_dim}-d embedding, got {vector.shape[-1]}-d"
+            )
         log_p = self.stage1.log_proba(embedding_features(vector, width_px, height_px)[None])[0]
         if cues is not None and self.stage2 is not None:
             log_p = self.stage2.log_proba(np.concatenate([log_p, cues])[None])[0]
@@ -147,8 +161,14 @@ class KindHead:
         tmp = folder / "weights.tmp.npz"
         np.savez(tmp, **arrays)
         tmp.replace(folder / "weights.npz")
-        meta = {"version": HEAD_VERSION, "kinds": list(self.kinds), "encoder": self.encoder,
-                "embedding_dim": self.embedding_dim, "cues": list(CUE_NAMES), "info": self.info}
+        meta = {
+            "version": HEAD_VERSION,
+            "kinds": list(self.kinds),
+            "encoder": self.encoder,
+            "embedding_dim": self.embedding_dim,
+            "cues": list(CUE_NAMES),
+            "info": self.info,
+        }
         (folder / "head.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
     @classmethod
@@ -163,26 +183,73 @@ class KindHead:
                 f"got version {meta.get('version')}; retrain it"
             )
         with np.load(weights_file, allow_pickle=False) as w:
-            stages = {s: LinearSoftmax(**{k: w[f"{s}_{k}"] for k in ("mean", "scale", "coef", "intercept")})
-                      for s in ("stage1", "stage2") if f"{s}_coef" in w}
-        return cls(kinds=tuple(meta["kinds"]), encoder=meta["encoder"], embedding_dim=int(meta["embedding_dim"]),
-                   stage1=stages["stage1"], stage2=stages.get("stage2"), info=meta.get("info", {}))
+            stages = {
+                s: LinearSoftmax(**{k: w[f"{s}_{k}"] for k in ("mean", "scale", "coef", "intercept")})
+                for s in ("stage1", "stage2")
+                if f"{s}_coef" in w
+            }
+        return cls(
+            kinds=tuple(meta["kinds"]),
+            encoder=meta["encoder"],
+            embedding_dim=int(meta["embedding_dim"]),
+            stage1=stages["stage1"],
+            stage2=stages.get("stage2"),
+            info=meta.get("info", {}),
+        )
 
 
 # --- the baseline: rules on ImageNet labels -------------------------------------------------
 
 LABEL_RULES: dict[str, frozenset[str]] = {
-    "screenshot": frozenset({"web site", "monitor", "screen", "desktop computer", "laptop", "notebook",
-                             "hand-held computer", "television"}),
+    "screenshot": frozenset(
+        {
+            "web site",
+            "monitor",
+            "screen",
+            "desktop computer",
+            "laptop",
+            "notebook",
+            "hand-held computer",
+            "television",
+        }
+    ),
     "receipt": frozenset({"menu", "cash machine", "slot"}),
-    "document": frozenset({"envelope", "book jacket", "comic book", "crossword puzzle", "binder", "paper towel",
-                           "packet"}),
+    "document": frozenset(
+        {"envelope", "book jacket", "comic book", "crossword puzzle", "binder", "paper towel", "packet"}
+    ),
     "card": frozenset({"wallet", "purse", "pencil box"}),
-    "product_photo": frozenset({"beer bottle", "pop bottle", "water bottle", "wine bottle", "pill bottle",
-                                "coffee mug", "cup", "measuring cup", "cellular telephone", "running shoe", "clog",
-                                "sandal", "cowboy boot", "carton", "crate", "soccer ball", "tennis ball",
-                                "basketball", "volleyball", "golf ball", "rugby ball", "ping-pong ball",
-                                "croquet ball", "baseball", "microphone", "bottlecap", "teapot", "iPod"}),
+    "product_photo": frozenset(
+        {
+            "beer bottle",
+            "pop bottle",
+            "water bottle",
+            "wine bottle",
+            "pill bottle",
+            "coffee mug",
+            "cup",
+            "measuring cup",
+            "cellular telephone",
+            "running shoe",
+            "clog",
+            "sandal",
+            "cowboy boot",
+            "carton",
+            "crate",
+            "soccer ball",
+            "tennis ball",
+            "basketball",
+            "volleyball",
+            "golf ball",
+            "rugby ball",
+            "ping-pong ball",
+            "croquet ball",
+            "baseball",
+            "microphone",
+            "bottlecap",
+            "teapot",
+            "iPod",
+        }
+    ),
 }
 
 

@@ -36,12 +36,22 @@ def font_files() -> tuple[Path, ...]:
     import matplotlib
 
     bundled = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    names = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
-             "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf")
+    names = (
+        "DejaVuSans.ttf",
+        "DejaVuSans-Bold.ttf",
+        "DejaVuSansMono.ttf",
+        "DejaVuSansMono-Bold.ttf",
+        "DejaVuSerif.ttf",
+        "DejaVuSerif-Bold.ttf",
+    )
     found = [bundled / n for n in names if (bundled / n).is_file()]
     system = Path("/usr/share/fonts/truetype/liberation")
-    for n in ("LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf", "LiberationMono-Regular.ttf",
-              "LiberationSerif-Regular.ttf"):
+    for n in (
+        "LiberationSans-Regular.ttf",
+        "LiberationSans-Bold.ttf",
+        "LiberationMono-Regular.ttf",
+        "LiberationSerif-Regular.ttf",
+    ):
         if (system / n).is_file():
             found.append(system / n)
     return tuple(found)
@@ -49,8 +59,11 @@ def font_files() -> tuple[Path, ...]:
 
 def _pick_font(rng: random.Random, *, mono: bool = False, bold: bool = False, serif: bool = False) -> Path:
     files = font_files()
-    wanted = [f for f in files if ("Mono" in f.name) == mono and ("Bold" in f.name) == bold
-              and ("Serif" in f.name) == serif]
+    wanted = [
+        f
+        for f in files
+        if ("Mono" in f.name) == mono and ("Bold" in f.name) == bold and ("Serif" in f.name) == serif
+    ]
     return rng.choice(wanted or list(files))
 
 
@@ -114,9 +127,13 @@ def photo_finish(rng: random.Random, image: Image.Image) -> Image.Image:
     return image.point(lambda v: max(0, min(255, int(v * factor))))
 
 
-def place_on(rng: random.Random, item: Image.Image, background: Image.Image, *, max_angle: float) -> Image.Image:
+def place_on(
+    rng: random.Random, item: Image.Image, background: Image.Image, *, max_angle: float
+) -> Image.Image:
     """Rotate ``item`` by up to ``max_angle`` degrees and paste it, with a soft shadow, on ``background``."""
-    rgba = item.convert("RGBA").rotate(rng.uniform(-max_angle, max_angle), expand=True, resample=Image.BICUBIC)
+    rgba = item.convert("RGBA").rotate(
+        rng.uniform(-max_angle, max_angle), expand=True, resample=Image.BICUBIC
+    )
     scale = min(1.0, 0.92 * background.size[0] / rgba.size[0], 0.92 * background.size[1] / rgba.size[1])
     if scale < 1.0:
         rgba = rgba.resize((max(1, int(rgba.size[0] * scale)), max(1, int(rgba.size[1] * scale))))
@@ -125,7 +142,9 @@ def place_on(rng: random.Random, item: Image.Image, background: Image.Image, *, 
     shadow = Image.new("RGBA", rgba.size, (0, 0, 0, 0))
     shadow.putalpha(rgba.getchannel("A").point(lambda a: a // 3))
     out = background.copy()
-    out.paste(shadow.filter(ImageFilter.GaussianBlur(6)), (x + 6, y + 8), shadow.filter(ImageFilter.GaussianBlur(6)))
+    out.paste(
+        shadow.filter(ImageFilter.GaussianBlur(6)), (x + 6, y + 8), shadow.filter(ImageFilter.GaussianBlur(6))
+    )
     out.paste(rgba, (x, y), rgba)
     return out
 
@@ -153,28 +172,13 @@ def render_receipt(rng: random.Random) -> Rendered:
     width = rng.randint(300, 420)
     size = rng.randint(13, 17)
     body, bold = font(rng, size, mono=True), font(rng, size, mono=True, bold=True)
-    merchant = rng.choice(W.MERCHANTS)
-    d = random_date(rng)
-    items = [(rng.choice(W.ITEMS), rng.randint(1, 3), rng.randint(50, 4000) / 100) for _ in range(rng.randint(2, 8))]
-    subtotal = sum(q * p for _, q, p in items)
-    tax = round(subtotal * rng.choice((0.0, 0.06, 0.2)), 2)
-    total = round(subtotal + tax, 2)
-    cash = max(total, float(math.ceil(total / 10) * 10 if rng.random() < 0.7 else total))
-    lines: list[tuple[str, str, bool]] = [(merchant, "", True), (rng.choice(W.STREETS), "", False),
-                                          (f"Tel: 0{rng.randint(10, 99)}-{rng.randint(1000000, 9999999)}", "", False),
-                                          (rng.choice(("TAX INVOICE", "CASH BILL", "RECEIPT", "SALES RECEIPT")), "", True),
-                                          (f"Date: {format_date(rng, d)}", f"{rng.randint(8, 21)}:{rng.randint(0, 59):02d}", False),
-                                          ("-" * 40, "", False)]
-    lines += [(f"{q} x {name}"[:24], f"{q * p:.2f}", False) for name, q, p in items]
-    lines += [("-" * 40, "", False), ("SUBTOTAL", f"{subtotal:.2f}", False)]
-    if tax:
-        lines.append(("TAX", f"{tax:.2f}", False))
-    total_label = rng.choice(("TOTAL", "TOTAL:", "Total (RM)", "TOTAL DUE", "Grand Total", "Total Amount"))
-    currency = rng.choice(("", "RM", "$", "£"))
-    lines += [(total_label, f"{currency}{total:.2f}", True), ("CASH", f"{cash:.2f}", False),
-              ("CHANGE", f"{cash - total:.2f}", False), ("", "", False), (rng.choice(W.FOOTERS), "", False)]
+    lines, truth = _receipt_lines(rng)
     line_h = int(size * 1.45)
-    paper = Image.new("RGB", (width, 30 + line_h * len(lines)), rng.choice(((255, 255, 255), (250, 247, 238), (244, 244, 240))))
+    paper = Image.new(
+        "RGB",
+        (width, 30 + line_h * len(lines)),
+        rng.choice(((255, 255, 255), (250, 247, 238), (244, 244, 240))),
+    )
     draw = ImageDraw.Draw(paper)
     ink = colour(rng, 0, 70)
     for i, (left, right, strong) in enumerate(lines):
@@ -185,10 +189,47 @@ def render_receipt(rng: random.Random) -> Rendered:
         else:
             draw.text(((width - text_width(draw, left[:44], fnt)) / 2, y), left[:44], font=fnt, fill=ink)
     if rng.random() < 0.5:
-        canvas = table_background(rng, (int(paper.size[0] * rng.uniform(1.3, 1.8)), int(paper.size[1] * rng.uniform(1.05, 1.25))))
+        canvas = table_background(
+            rng, (int(paper.size[0] * rng.uniform(1.3, 1.8)), int(paper.size[1] * rng.uniform(1.05, 1.25)))
+        )
         paper = photo_finish(rng, place_on(rng, paper, canvas, max_angle=6))
-    truth = (("total", f"{total:.2f}"), ("date", d.isoformat()), ("merchant", merchant))
     return Rendered(image=paper, kind="receipt", truth=truth)
+
+
+def _receipt_lines(rng: random.Random) -> tuple[list[tuple[str, str, bool]], tuple[tuple[str, str], ...]]:
+    """The receipt's rows as (left text, right-aligned amount, bold), and its truth."""
+    merchant = rng.choice(W.MERCHANTS)
+    d = random_date(rng)
+    items = [
+        (rng.choice(W.ITEMS), rng.randint(1, 3), rng.randint(50, 4000) / 100)
+        for _ in range(rng.randint(2, 8))
+    ]
+    subtotal = sum(q * p for _, q, p in items)
+    tax = round(subtotal * rng.choice((0.0, 0.06, 0.2)), 2)
+    total = round(subtotal + tax, 2)
+    cash = max(total, float(math.ceil(total / 10) * 10 if rng.random() < 0.7 else total))
+    lines: list[tuple[str, str, bool]] = [
+        (merchant, "", True),
+        (rng.choice(W.STREETS), "", False),
+        (f"Tel: 0{rng.randint(10, 99)}-{rng.randint(1000000, 9999999)}", "", False),
+        (rng.choice(("TAX INVOICE", "CASH BILL", "RECEIPT", "SALES RECEIPT")), "", True),
+        (f"Date: {format_date(rng, d)}", f"{rng.randint(8, 21)}:{rng.randint(0, 59):02d}", False),
+        ("-" * 40, "", False),
+    ]
+    lines += [(f"{q} x {name}"[:24], f"{q * p:.2f}", False) for name, q, p in items]
+    lines += [("-" * 40, "", False), ("SUBTOTAL", f"{subtotal:.2f}", False)]
+    if tax:
+        lines.append(("TAX", f"{tax:.2f}", False))
+    total_label = rng.choice(("TOTAL", "TOTAL:", "Total (RM)", "TOTAL DUE", "Grand Total", "Total Amount"))
+    currency = rng.choice(("", "RM", "$", "£"))
+    lines += [
+        (total_label, f"{currency}{total:.2f}", True),
+        ("CASH", f"{cash:.2f}", False),
+        ("CHANGE", f"{cash - total:.2f}", False),
+        ("", "", False),
+        (rng.choice(W.FOOTERS), "", False),
+    ]
+    return lines, (("total", f"{total:.2f}"), ("date", d.isoformat()), ("merchant", merchant))
 
 
 # --- screenshots ----------------------------------------------------------------------------
@@ -205,7 +246,7 @@ def _theme(rng: random.Random) -> dict[str, tuple[int, int, int]]:
     }
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.FreeTypeFont, width: float) -> list[str]:
+def wrap(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.FreeTypeFont, width: float) -> list[str]:
     lines, current = [], ""
     for word in text.split():
         trial = f"{current} {word}".strip()
@@ -217,10 +258,16 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.FreeTypeFont, wid
     return lines + ([current] if current else [])
 
 
-def _screen_frame(rng: random.Random, theme: dict[str, tuple[int, int, int]]) -> tuple[Image.Image, ImageDraw.ImageDraw, int]:
+def _screen_frame(
+    rng: random.Random, theme: dict[str, tuple[int, int, int]]
+) -> tuple[Image.Image, ImageDraw.ImageDraw, int]:
     """A phone or web canvas with a status bar and an app bar naming the bank; returns the y below."""
     phone = rng.random() < 0.6
-    size = (rng.randint(340, 420), rng.randint(680, 860)) if phone else (rng.randint(800, 1100), rng.randint(560, 760))
+    size = (
+        (rng.randint(340, 420), rng.randint(680, 860))
+        if phone
+        else (rng.randint(800, 1100), rng.randint(560, 760))
+    )
     image = Image.new("RGB", size, theme["bg"])
     draw = ImageDraw.Draw(image)
     y = 0
@@ -231,7 +278,9 @@ def _screen_frame(rng: random.Random, theme: dict[str, tuple[int, int, int]]) ->
         y = 34
     bar_h = rng.randint(48, 64)
     draw.rectangle((0, y, size[0], y + bar_h), fill=theme["brand"])
-    draw.text((20, y + bar_h / 2 - 11), rng.choice(W.BANKS), font=font(rng, 20, bold=True), fill=(255, 255, 255))
+    draw.text(
+        (20, y + bar_h / 2 - 11), rng.choice(W.BANKS), font=font(rng, 20, bold=True), fill=(255, 255, 255)
+    )
     return image, draw, y + bar_h
 
 
@@ -248,23 +297,27 @@ def _render_error_screen(rng: random.Random) -> Rendered:
     width, height = image.size
     headline, code = rng.choice(W.ERROR_HEADLINES), rng.choice(W.error_codes(rng))
     amount = f"{rng.randint(5, 2500)}.{rng.randint(0, 99):02d}"
-    detail = rng.choice(W.ERROR_DETAILS).format(amount=f"{rng.choice('£$€')}{amount}", name=rng.choice(W.PEOPLE))
+    detail = rng.choice(W.ERROR_DETAILS).format(
+        amount=f"{rng.choice('£$€')}{amount}", name=rng.choice(W.PEOPLE)
+    )
     cx, y = width / 2, top + rng.randint(40, 110)
     r = rng.randint(26, 40)
     draw.ellipse((cx - r, y, cx + r, y + 2 * r), fill=theme["error"])
     draw.text((cx - r / 4, y + r / 3), "!", font=font(rng, int(r * 1.2), bold=True), fill=(255, 255, 255))
     y += 2 * r + 28
     big = font(rng, rng.randint(22, 30), bold=True)
-    for line in _wrap(draw, headline, big, width - 40):
+    for line in wrap(draw, headline, big, width - 40):
         draw.text((cx - text_width(draw, line, big) / 2, y), line, font=big, fill=theme["fg"])
         y += big.size + 8
     body = font(rng, rng.randint(15, 18))
-    for line in _wrap(draw, detail, body, width - 60):
+    for line in wrap(draw, detail, body, width - 60):
         draw.text((cx - text_width(draw, line, body) / 2, y + 10), line, font=body, fill=theme["muted"])
         y += body.size + 6
     code_text = rng.choice(("Error code: {c}", "Error {c}", "Code: {c}", "({c})", "Ref: {c}")).format(c=code)
     small = font(rng, 14)
-    draw.text((cx - text_width(draw, code_text, small) / 2, y + 24), code_text, font=small, fill=theme["muted"])
+    draw.text(
+        (cx - text_width(draw, code_text, small) / 2, y + 24), code_text, font=small, fill=theme["muted"]
+    )
     button = rng.choice(("Try again", "Contact support", "OK", "Back to accounts"))
     bw, by = min(width - 40, 260), min(height - 70, y + 80)
     draw.rounded_rectangle((cx - bw / 2, by, cx + bw / 2, by + 46), radius=10, fill=theme["brand"])
@@ -279,97 +332,29 @@ def _render_account_screen(rng: random.Random) -> Rendered:
     image, draw, top = _screen_frame(rng, theme)
     width, height = image.size
     y = top + 24
-    draw.text((20, y), rng.choice(("Current account", "Everyday account", "Savings", "Balance")),
-              font=font(rng, 16), fill=theme["muted"])
-    draw.text((20, y + 24), f"£{rng.randint(0, 9999):,}.{rng.randint(0, 99):02d}", font=font(rng, 32, bold=True), fill=theme["fg"])
+    draw.text(
+        (20, y),
+        rng.choice(("Current account", "Everyday account", "Savings", "Balance")),
+        font=font(rng, 16),
+        fill=theme["muted"],
+    )
+    draw.text(
+        (20, y + 24),
+        f"£{rng.randint(0, 9999):,}.{rng.randint(0, 99):02d}",
+        font=font(rng, 32, bold=True),
+        fill=theme["fg"],
+    )
     y += 90
     row = font(rng, 16)
     while y < height - 60:
         d = random_date(rng)
-        name, amount = rng.choice(W.MERCHANTS).title()[:22], f"-£{rng.randint(1, 300)}.{rng.randint(0, 99):02d}"
+        name, amount = (
+            rng.choice(W.MERCHANTS).title()[:22],
+            f"-£{rng.randint(1, 300)}.{rng.randint(0, 99):02d}",
+        )
         draw.text((20, y), name, font=row, fill=theme["fg"])
         draw.text((20, y + 20), d.strftime("%d %b"), font=font(rng, 12), fill=theme["muted"])
         draw.text((width - 20 - text_width(draw, amount, row), y), amount, font=row, fill=theme["fg"])
         draw.line((20, y + 44, width - 20, y + 44), fill=theme["muted"])
         y += 56
     return Rendered(image=image, kind="screenshot")
-
-
-# --- cards ----------------------------------------------------------------------------------
-
-
-def _card_face(rng: random.Random) -> tuple[Image.Image, tuple[tuple[str, str], ...]]:
-    w = rng.randint(300, 430)
-    h = int(w / 1.586)
-    face = gradient((w, h), colour(rng, 0, 200), colour(rng, 0, 200))
-    mask = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(mask).rounded_rectangle((0, 0, w - 1, h - 1), radius=int(w * 0.05), fill=255)
-    face.putalpha(mask)
-    draw = ImageDraw.Draw(face)
-    light = (245, 245, 245)
-    draw.text((w * 0.07, h * 0.08), rng.choice(W.BANKS).upper(), font=font(rng, int(h * 0.09), bold=True), fill=light)
-    draw.rounded_rectangle((w * 0.08, h * 0.32, w * 0.22, h * 0.5), radius=5, fill=(212, 175, 55), outline=(160, 120, 30))
-    last4 = f"{rng.randint(0, 9999):04d}"
-    masked = rng.random() < 0.6
-    groups = ["••••"] * 3 if masked else [f"{rng.randint(0, 9999):04d}" for _ in range(3)]
-    number = " ".join(groups + [last4])
-    draw.text((w * 0.07, h * 0.56), number, font=font(rng, int(h * 0.1), mono=True), fill=light)
-    month, year = rng.randint(1, 12), rng.randint(24, 33)
-    draw.text((w * 0.4, h * 0.72), "VALID THRU", font=font(rng, int(h * 0.045)), fill=light)
-    draw.text((w * 0.4, h * 0.78), f"{month:02d}/{year}", font=font(rng, int(h * 0.08), mono=True), fill=light)
-    draw.text((w * 0.07, h * 0.88), rng.choice(W.PEOPLE).upper(), font=font(rng, int(h * 0.065)), fill=light)
-    r = h * 0.09
-    for dx, fill in ((0, (235, 0, 27)), (r * 1.2, (247, 158, 27))):
-        draw.ellipse((w * 0.8 + dx - r, h * 0.8 - r, w * 0.8 + dx + r, h * 0.8 + r), fill=fill)
-    return face, (("card_last4", last4), ("expiry", f"{month:02d}/{year}"))
-
-
-def render_card(rng: random.Random) -> Rendered:
-    """A payment card, front (with invented digits) or back, photographed at an angle on a surface."""
-    face, truth = _card_face(rng)
-    if rng.random() < 0.15:  # the back: magnetic stripe and signature panel
-        draw = ImageDraw.Draw(face)
-        w, h = face.size
-        draw.rectangle((0, h * 0.1, w, h * 0.3), fill=(20, 20, 20))
-        draw.rectangle((w * 0.06, h * 0.4, w * 0.7, h * 0.55), fill=(240, 240, 230))
-        truth = ()
-    canvas = table_background(rng, (int(face.size[0] * rng.uniform(1.4, 2.2)), int(face.size[1] * rng.uniform(1.6, 2.6))))
-    image = photo_finish(rng, place_on(rng, face, canvas, max_angle=30))
-    return Rendered(image=image, kind="card", truth=truth)
-
-
-# --- documents ------------------------------------------------------------------------------
-
-
-def render_document(rng: random.Random) -> Rendered:
-    """A letter or statement page: letterhead, date, greeting, paragraphs, sometimes a table."""
-    width = rng.randint(560, 720)
-    height = int(width * 1.414)
-    page = Image.new("RGB", (width, height), rng.choice(((255, 255, 255), (252, 250, 245), (245, 245, 245))))
-    draw = ImageDraw.Draw(page)
-    serif = rng.random() < 0.5
-    head, body = font(rng, rng.randint(20, 28), bold=True, serif=serif), font(rng, rng.randint(11, 14), serif=serif)
-    margin, y = int(width * 0.1), int(height * 0.06)
-    draw.text((margin, y), rng.choice(W.BANKS + W.MERCHANTS).title(), font=head, fill=colour(rng, 0, 90))
-    y += head.size + 6
-    draw.text((margin, y), rng.choice(W.STREETS).title(), font=body, fill=(90, 90, 90))
-    d = random_date(rng)
-    y += body.size * 3
-    draw.text((margin, y), d.strftime(rng.choice(("%d %B %Y", "%B %d, %Y", "%d/%m/%Y"))), font=body, fill=(20, 20, 20))
-    y += body.size * 2
-    draw.text((margin, y), rng.choice(("Dear Customer,", f"Dear {rng.choice(W.PEOPLE)},", "To whom it may concern,")),
-              font=body, fill=(20, 20, 20))
-    y += body.size * 2
-    while y < height * 0.85:
-        paragraph = " ".join(rng.choice(W.SENTENCES) for _ in range(rng.randint(2, 5)))
-        for line in _wrap(draw, paragraph, body, width - 2 * margin):
-            draw.text((margin, y), line, font=body, fill=(25, 25, 25))
-            y += int(body.size * 1.5)
-        y += body.size
-    draw.text((margin, y), rng.choice(("Yours sincerely,", "Kind regards,")), font=body, fill=(20, 20, 20))
-    if rng.random() < 0.4:
-        canvas = table_background(rng, (int(width * 1.25), int(height * 1.15)))
-        page = photo_finish(rng, place_on(rng, page, canvas, max_angle=8))
-    elif rng.random() < 0.5:
-        page = page.convert("L").convert("RGB").rotate(rng.uniform(-1.5, 1.5), fillcolor=(235, 235, 235))
-    return Rendered(image=page, kind="document", truth=(("date", d.isoformat()),))

@@ -36,15 +36,29 @@ def _box(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, s:
     base = rng.choice(((196, 154, 108), (180, 140, 95), colour(rng, 60, 230)))
     d = s * 0.35
     front = [(cx - s, cy - s * 0.4), (cx + s * 0.5, cy - s * 0.4), (cx + s * 0.5, cy + s), (cx - s, cy + s)]
-    top = [(cx - s, cy - s * 0.4), (cx - s + d, cy - s * 0.4 - d), (cx + s * 0.5 + d, cy - s * 0.4 - d), (cx + s * 0.5, cy - s * 0.4)]
-    side = [(cx + s * 0.5, cy - s * 0.4), (cx + s * 0.5 + d, cy - s * 0.4 - d), (cx + s * 0.5 + d, cy + s - d), (cx + s * 0.5, cy + s)]
+    top = [
+        (cx - s, cy - s * 0.4),
+        (cx - s + d, cy - s * 0.4 - d),
+        (cx + s * 0.5 + d, cy - s * 0.4 - d),
+        (cx + s * 0.5, cy - s * 0.4),
+    ]
+    side = [
+        (cx + s * 0.5, cy - s * 0.4),
+        (cx + s * 0.5 + d, cy - s * 0.4 - d),
+        (cx + s * 0.5 + d, cy + s - d),
+        (cx + s * 0.5, cy + s),
+    ]
     draw.polygon(front, fill=base)
     draw.polygon(top, fill=_shade(base, 1.15))
     draw.polygon(side, fill=_shade(base, 0.75))
     draw.rectangle((cx - s * 0.3, cy - s * 0.4, cx - s * 0.15, cy + s), fill=_shade(base, 0.9))  # tape
     if rng.random() < 0.5:
-        draw.text((cx - s * 0.85, cy + s * 0.3), rng.choice(("FRAGILE", "THIS WAY UP", "")), font=font(rng, s * 0.18, bold=True),
-                  fill=(160, 20, 20))
+        draw.text(
+            (cx - s * 0.85, cy + s * 0.3),
+            rng.choice(("FRAGILE", "THIS WAY UP", "")),
+            font=font(rng, s * 0.18, bold=True),
+            fill=(160, 20, 20),
+        )
 
 
 def _bottle(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, s: float) -> None:
@@ -58,21 +72,29 @@ def _bottle(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float,
 
 def _mug(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, s: float) -> None:
     body = colour(rng, 30, 240)
-    draw.ellipse((cx + s * 0.3, cy - s * 0.3, cx + s * 0.95, cy + s * 0.5), outline=body, width=int(s * 0.12) + 1)
+    draw.ellipse(
+        (cx + s * 0.3, cy - s * 0.3, cx + s * 0.95, cy + s * 0.5), outline=body, width=int(s * 0.12) + 1
+    )
     draw.rectangle((cx - s * 0.6, cy - s * 0.5, cx + s * 0.5, cy + s * 0.8), fill=body)
     draw.ellipse((cx - s * 0.6, cy - s * 0.65, cx + s * 0.5, cy - s * 0.35), fill=_shade(body, 0.6))
     draw.ellipse((cx - s * 0.6, cy + s * 0.65, cx + s * 0.5, cy + s * 0.95), fill=body)
 
 
 def _phone(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, s: float) -> None:
-    draw.rounded_rectangle((cx - s * 0.5, cy - s, cx + s * 0.5, cy + s), radius=s * 0.12, fill=colour(rng, 10, 60))
-    draw.rounded_rectangle((cx - s * 0.44, cy - s * 0.9, cx + s * 0.44, cy + s * 0.9), radius=s * 0.06, fill=colour(rng, 0, 40))
+    draw.rounded_rectangle(
+        (cx - s * 0.5, cy - s, cx + s * 0.5, cy + s), radius=s * 0.12, fill=colour(rng, 10, 60)
+    )
+    draw.rounded_rectangle(
+        (cx - s * 0.44, cy - s * 0.9, cx + s * 0.44, cy + s * 0.9), radius=s * 0.06, fill=colour(rng, 0, 40)
+    )
     draw.polygon([(cx - s * 0.44, cy - s * 0.9), (cx, cy - s * 0.9), (cx - s * 0.44, cy)], fill=(70, 70, 80))
     if rng.random() < 0.5:  # a cracked screen
         x, y = cx + rng.uniform(-s * 0.3, s * 0.3), cy + rng.uniform(-s * 0.5, s * 0.5)
         for _ in range(7):
             a = rng.uniform(0, 2 * math.pi)
-            draw.line((x, y, x + math.cos(a) * s * 0.6, y + math.sin(a) * s * 0.8), fill=(220, 220, 230), width=1)
+            draw.line(
+                (x, y, x + math.cos(a) * s * 0.6, y + math.sin(a) * s * 0.8), fill=(220, 220, 230), width=1
+            )
 
 
 def _ball(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, s: float) -> None:
@@ -80,17 +102,33 @@ def _ball(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, s
     for i in range(12, 0, -1):
         r = s * i / 12
         off = s * (12 - i) / 40
-        draw.ellipse((cx - r - off, cy - r - off, cx + r - off, cy + r - off), fill=_shade(base, 0.6 + 0.6 * (12 - i) / 12))
+        draw.ellipse(
+            (cx - r - off, cy - r - off, cx + r - off, cy + r - off),
+            fill=_shade(base, 0.6 + 0.6 * (12 - i) / 12),
+        )
 
 
 def _shoe(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, s: float) -> None:
     body = colour(rng, 20, 240)
-    draw.polygon([(cx - s, cy + s * 0.5), (cx - s, cy - s * 0.2), (cx - s * 0.3, cy - s * 0.3), (cx + s * 0.2, cy + s * 0.1),
-                  (cx + s, cy + s * 0.2), (cx + s * 1.05, cy + s * 0.5)], fill=body)
+    draw.polygon(
+        [
+            (cx - s, cy + s * 0.5),
+            (cx - s, cy - s * 0.2),
+            (cx - s * 0.3, cy - s * 0.3),
+            (cx + s * 0.2, cy + s * 0.1),
+            (cx + s, cy + s * 0.2),
+            (cx + s * 1.05, cy + s * 0.5),
+        ],
+        fill=body,
+    )
     draw.rectangle((cx - s, cy + s * 0.5, cx + s * 1.05, cy + s * 0.65), fill=(245, 245, 245))
     for i in range(4):
         x = cx - s * 0.2 + i * s * 0.12
-        draw.line((x, cy - s * 0.15 + i * s * 0.05, x + s * 0.1, cy - s * 0.05 + i * s * 0.05), fill=(250, 250, 250), width=2)
+        draw.line(
+            (x, cy - s * 0.15 + i * s * 0.05, x + s * 0.1, cy - s * 0.05 + i * s * 0.05),
+            fill=(250, 250, 250),
+            width=2,
+        )
 
 
 def _headphones(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: float, s: float) -> None:
@@ -98,11 +136,20 @@ def _headphones(draw: ImageDraw.ImageDraw, rng: random.Random, cx: float, cy: fl
     draw.arc((cx - s * 0.8, cy - s, cx + s * 0.8, cy + s * 0.6), 180, 360, fill=body, width=int(s * 0.12) + 1)
     for side in (-1, 1):
         x = cx + side * s * 0.8
-        draw.rounded_rectangle((x - s * 0.22, cy - s * 0.1, x + s * 0.22, cy + s * 0.55), radius=s * 0.1, fill=body)
+        draw.rounded_rectangle(
+            (x - s * 0.22, cy - s * 0.1, x + s * 0.22, cy + s * 0.55), radius=s * 0.1, fill=body
+        )
 
 
-PRODUCTS = {"box": _box, "bottle": _bottle, "mug": _mug, "phone": _phone, "ball": _ball, "shoe": _shoe,
-            "headphones": _headphones}
+PRODUCTS = {
+    "box": _box,
+    "bottle": _bottle,
+    "mug": _mug,
+    "phone": _phone,
+    "ball": _ball,
+    "shoe": _shoe,
+    "headphones": _headphones,
+}
 
 
 def render_product_photo(rng: random.Random) -> Rendered:
@@ -163,7 +210,10 @@ def _face(rng: random.Random, size: tuple[int, int]) -> Image.Image:
     draw.ellipse((cx - r, cy - r * 1.15, cx + r, cy + r * 1.05), fill=colour(rng, 10, 90))
     draw.ellipse((cx - r * 0.85, cy - r, cx + r * 0.85, cy + r), fill=skin)
     for side in (-1, 1):
-        draw.ellipse((cx + side * r * 0.35 - 8, cy - r * 0.2 - 6, cx + side * r * 0.35 + 8, cy - r * 0.2 + 6), fill=(40, 30, 30))
+        draw.ellipse(
+            (cx + side * r * 0.35 - 8, cy - r * 0.2 - 6, cx + side * r * 0.35 + 8, cy - r * 0.2 + 6),
+            fill=(40, 30, 30),
+        )
     draw.arc((cx - r * 0.4, cy + r * 0.1, cx + r * 0.4, cy + r * 0.55), 20, 160, fill=(150, 50, 50), width=4)
     return image
 
@@ -175,7 +225,11 @@ def _abstract(rng: random.Random, size: tuple[int, int]) -> Image.Image:
         x, y, r = rng.uniform(0, size[0]), rng.uniform(0, size[1]), rng.uniform(10, min(size) / 3)
         shape = rng.choice(("ellipse", "rectangle", "line"))
         if shape == "line":
-            draw.line((x, y, x + rng.uniform(-r, r) * 3, y + rng.uniform(-r, r) * 3), fill=colour(rng), width=rng.randint(2, 12))
+            draw.line(
+                (x, y, x + rng.uniform(-r, r) * 3, y + rng.uniform(-r, r) * 3),
+                fill=colour(rng),
+                width=rng.randint(2, 12),
+            )
         else:
             getattr(draw, shape)((x - r, y - r, x + r, y + r), fill=colour(rng))
     return image
@@ -197,7 +251,13 @@ def _night_street(rng: random.Random, size: tuple[int, int]) -> Image.Image:
     return image
 
 
-SCENES = {"landscape": _landscape, "pattern": _pattern, "face": _face, "abstract": _abstract, "night": _night_street}
+SCENES = {
+    "landscape": _landscape,
+    "pattern": _pattern,
+    "face": _face,
+    "abstract": _abstract,
+    "night": _night_street,
+}
 
 
 def render_other(rng: random.Random) -> Rendered:

@@ -261,8 +261,7 @@ def build_set(out_dir: Path, config: AgentConfig, *, set_config: SetConfig | Non
                                           text=transcripts[key], typed=sentence, clip=key, voice=spec.voice.label,
                                           source=source))
     with open(out_dir / "examples.jsonl", "w", encoding="utf-8") as f:
-        for ex in examples:
-            f.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(asdict(ex), ensure_ascii=False) + "\n" for ex in examples)
     manifest = {"version": SET_VERSION, "config": asdict(set_config), "pools": pool_info,
                 "counts": _counts(examples), "voices": {"train": [v.label for v in MS.TRAIN_VOICES],
                                                         "test": [v.label for v in MS.test_voices()]},

@@ -34,7 +34,9 @@ class OcrSettings:
 
     def __post_init__(self) -> None:
         if not 320 <= self.det_limit_side_px <= 4000:
-            raise ValueError(f"OcrSettings.det_limit_side_px must be in [320, 4000], got {self.det_limit_side_px}")
+            raise ValueError(
+                f"OcrSettings.det_limit_side_px must be in [320, 4000], got {self.det_limit_side_px}"
+            )
         if self.max_side_px < self.det_limit_side_px:
             raise ValueError(
                 f"OcrSettings.max_side_px ({self.max_side_px}) must be >= det_limit_side_px "
@@ -54,9 +56,11 @@ def _stop_spinning(engine: object, threads: int) -> None:
     """
     from onnxruntime import GraphOptimizationLevel, InferenceSession, SessionOptions
 
-    for holder in (getattr(getattr(engine, "text_det", None), "infer", None),
-                   getattr(getattr(engine, "text_rec", None), "session", None),
-                   getattr(getattr(engine, "text_cls", None), "infer", None)):
+    for holder in (
+        getattr(getattr(engine, "text_det", None), "infer", None),
+        getattr(getattr(engine, "text_rec", None), "session", None),
+        getattr(getattr(engine, "text_cls", None), "infer", None),
+    ):
         session = getattr(holder, "session", None)
         path = getattr(session, "_model_path", None)
         if not isinstance(path, str):
@@ -78,7 +82,9 @@ class RapidOcrRecognizer:
         try:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError as e:  # pragma: no cover - a dependency of the project
-            raise DependencyUnavailable("OCR needs rapidocr-onnxruntime; install the project's dependencies") from e
+            raise DependencyUnavailable(
+                "OCR needs rapidocr-onnxruntime; install the project's dependencies"
+            ) from e
         s = self.settings
         self._engine = RapidOCR(
             text_score=s.min_confidence,
@@ -105,7 +111,9 @@ class RapidOcrRecognizer:
         try:
             result, _elapsed = self._engine(bgr, use_cls=self.settings.use_angle_classifier)
         except Exception as e:  # RapidOCR wraps every onnxruntime failure in a bare Exception subclass
-            raise DependencyUnavailable(f"OCR failed on a {rgb.size[0]}x{rgb.size[1]} image: {type(e).__name__}") from e
+            raise DependencyUnavailable(
+                f"OCR failed on a {rgb.size[0]}x{rgb.size[1]} image: {type(e).__name__}"
+            ) from e
         lines = []
         for box, text, confidence in result or ():
             points = tuple((float(x) / scale, float(y) / scale) for x, y in box)

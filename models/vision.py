@@ -43,7 +43,9 @@ def imagenet_categories() -> tuple[str, ...]:
     return tuple(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def to_tensor(rgb: Image.Image, *, size_px: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def to_tensor(
+    rgb: Image.Image, *, size_px: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
     """RGB picture -> normalised float tensor, shape (1, 3, size_px, size_px)."""
     resized = rgb.convert("RGB").resize((size_px, size_px), Image.BILINEAR)
     x = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -151,7 +153,9 @@ class ViTImageEncoder:
 
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         if config.model_type != "vit":
-            raise ConfigError(f"vision.vit_path: expected a ViT model (model_type 'vit'), got {config.model_type!r}")
+            raise ConfigError(
+                f"vision.vit_path: expected a ViT model (model_type 'vit'), got {config.model_type!r}"
+            )
         is_classifier = any("ImageClassification" in a for a in (config.architectures or ()))
         cls = ViTForImageClassification if is_classifier else ViTModel
         try:
@@ -161,7 +165,9 @@ class ViTImageEncoder:
         self._model = model.eval().to(device)
         self._device = device
         self._is_classifier = is_classifier
-        self._names = tuple(str(config.id2label[i]) for i in range(config.num_labels)) if is_classifier else ()
+        self._names = (
+            tuple(str(config.id2label[i]) for i in range(config.num_labels)) if is_classifier else ()
+        )
         self._prep = _vit_preprocessing(path, int(config.image_size))
         self._top_k = top_k
         self.dim = int(config.hidden_size)
@@ -173,7 +179,9 @@ class ViTImageEncoder:
 
     @torch.inference_mode()
     def encode_pil(self, rgb: Image.Image) -> ImageEmbedding:
-        x = to_tensor(rgb, size_px=self._prep.size_px, mean=self._prep.mean, std=self._prep.std).to(self._device)
+        x = to_tensor(rgb, size_px=self._prep.size_px, mean=self._prep.mean, std=self._prep.std).to(
+            self._device
+        )
         if self._is_classifier:
             out = self._model(pixel_values=x, output_hidden_states=True)
             cls_vector = out.hidden_states[-1][0, 0]  # (hidden_size,), before the final layernorm
@@ -191,6 +199,8 @@ def load_image_encoder(config: VisionConfig) -> ImageEncoder:
         return EfficientNetLiteEncoder()
     if config.encoder == "vit":
         if config.vit_path is None:
-            raise ConfigError("vision.encoder is 'vit' but vision.vit_path is not set; expected a local model folder")
+            raise ConfigError(
+                "vision.encoder is 'vit' but vision.vit_path is not set; expected a local model folder"
+            )
         return ViTImageEncoder(config.vit_path)
     raise ConfigError(f"vision.encoder: expected 'efficientnet-lite0' or 'vit', got {config.encoder!r}")

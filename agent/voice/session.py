@@ -68,6 +68,7 @@ class CallStats:
     failed_turns: int = 0
     turn_end_times: list[float] = field(default_factory=list)  # monotonic s, end of each turn detected
     reply_latencies_ms: list[float] = field(default_factory=list)  # end of turn detected -> first reply frame
+    turn_latencies_ms: list[float] = field(default_factory=list)  # end of turn detected -> handle_turn returned
     results: list[TurnResult] = field(default_factory=list)
 
 
@@ -89,6 +90,7 @@ class CallReport:
     frames_late_100ms: int
     underruns: int  # the next sentence was not ready when the previous one had played
     reply_latencies_ms: tuple[float, ...]
+    turn_latencies_ms: tuple[float, ...]  # the runtime's part of reply_latencies_ms (hearing, understanding, saving)
 
 
 RECENT_CALLS: deque[CallReport] = deque(maxlen=1000)  # newest last
@@ -231,6 +233,7 @@ class CallSession:
     async def _turn_loop(self) -> None:
         while (item := await self._queue.get()) is not None:
             decision = await self._handle(item.turn)
+            self.stats.turn_latencies_ms.append((self.clock() - item.ended_at) * 1000.0)
             if not item.speak or self.closed or self.transferred:
                 continue
             if not self._queue.empty() or self.detector.in_speech:
@@ -316,6 +319,7 @@ class CallSession:
             handoffs=s.handoffs, failed_turns=s.failed_turns, protocol_errors=s.protocol_errors,
             frames_sent=p.frames_sent, max_late_ms=p.max_late_ms, frames_late_100ms=p.frames_late_100ms,
             underruns=p.underruns, reply_latencies_ms=tuple(s.reply_latencies_ms),
+            turn_latencies_ms=tuple(s.turn_latencies_ms),
         )
 
     def _spawn(self, coroutine: Any) -> None:

@@ -17,6 +17,12 @@ from tests.browser.driving import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+
+def labelled(key: str) -> str:
+    """How the pages show a key: "product_photo" -> "Product photo"."""
+    text = key.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
 expect = pytest.importorskip("playwright.sync_api").expect
 
 
@@ -93,12 +99,20 @@ def test_the_console_asks_for_an_agent_id_before_claiming(pages) -> None:
     expect(console.locator("#detail-status")).to_have_text("Waiting for an agent")
 
 
-def test_a_handoff_claimed_by_another_agent_cannot_be_taken(pages) -> None:
+def test_a_handoff_claimed_by_another_agent_cannot_be_taken(pages, receipts, vision_ready: None) -> None:
     chat = pages.open("/")
+    chat.set_input_files("#file-input", str(receipts("003")))
+    image_turn = send_message(chat, "this receipt is wrong")
     assert send_message(chat, "let me talk to a real person")["decision"] == "handoff"
     conversation = conversation_id(chat)
     first = open_console(pages, "ann")
     open_handoff_of(first, conversation)
+    # the customer's image, fetched from GET /v1/images/{sha256}, and its kind
+    thumb = first.locator("#transcript img.thumb")
+    expect(thumb).to_have_count(1)
+    expect(thumb).to_have_js_property("complete", True)
+    assert thumb.evaluate("img => img.naturalWidth") > 0
+    expect(first.locator("#transcript .seen")).to_contain_text(labelled(image_turn["image"]["kind"]))
     second = open_console(pages, "bob")
     open_handoff_of(second, conversation)
     first.click("#claim")

@@ -38,8 +38,12 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
 def bomb_png(width: int, height: int) -> bytes:
     """A tiny PNG whose header declares width x height RGB pixels."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
@@ -194,7 +198,7 @@ def test_wrong_python_type_is_refused() -> None:
 
 
 def test_describe_upload_names_common_types() -> None:
-    assert describe_upload(b"PK\x03\x04rest") .startswith("a ZIP archive")
+    assert describe_upload(b"PK\x03\x04rest").startswith("a ZIP archive")
     assert describe_upload(b"\x00\x00\x00\x18ftypheic") == "a HEIC/AVIF image"
 
 

@@ -140,10 +140,10 @@ def test_loaded_model_answers_text_alone_exactly_like_the_text_model(trained, tr
 
 
 async def test_runtime_answers_voice_and_image_turns_through_the_fusion(trained, config: AgentConfig) -> None:
+    from agent.config import TtsConfig
     from agent.runtime import load_agent
     from modalities.image import image_from_pil
     from models.tts import EspeakSynthesizer
-    from agent.config import TtsConfig
 
     _, _, out = trained
     picture = image_from_pil(render_picture("screen_transfer", 5, "test"))

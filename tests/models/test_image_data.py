@@ -23,7 +23,9 @@ def test_rendering_is_deterministic_and_rgb(kind: str) -> None:
     assert min(first.image.size) >= 200 and max(first.image.size) <= 1400
     np.testing.assert_array_equal(np.asarray(first.image), np.asarray(again.image))
     assert first.truth == again.truth
-    assert first.image.size != other.image.size or not np.array_equal(np.asarray(first.image), np.asarray(other.image))
+    assert first.image.size != other.image.size or not np.array_equal(
+        np.asarray(first.image), np.asarray(other.image)
+    )
 
 
 def test_rendered_truth_names_what_was_drawn() -> None:
@@ -31,7 +33,9 @@ def test_rendered_truth_names_what_was_drawn() -> None:
     assert set(receipt) == {"total", "date", "merchant"}
     assert receipt["total"].replace(".", "").isdigit()
     errors = [dict(render("screenshot", s).truth) for s in range(20)]
-    assert any("error_code" in t for t in errors) and any(t == {} for t in errors)  # error and ordinary screens
+    assert any("error_code" in t for t in errors) and any(
+        t == {} for t in errors
+    )  # error and ordinary screens
     cards = [dict(render("card", s).truth) for s in range(10)]
     assert all(len(t.get("card_last4", "0000")) == 4 for t in cards)
 

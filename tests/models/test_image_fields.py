@@ -73,10 +73,17 @@ def test_parse_dates(text: str, iso: str | None) -> None:
 
 def test_receipt_prefers_the_rounded_total_and_checks_cash_minus_change() -> None:
     lines = page(
-        "MR D.I.Y. (JOHOR) SDN BHD", "LOT 1851-A, JALAN KPB 6", "-INVOICE-",
-        ("1X19.00", "19.00"), ("Item(s):4", "Qty(s):4"),
-        ("TOTAL", "RM33.92"), ("ROUNDING ADJUSTMENT", "-RM0.02"), ("TOTAL ROUNDED", "RM33.90"),
-        ("CASH", "RM50.00"), ("CHANGE", "RM16.10"), "12-01-19 21:13 SH01",
+        "MR D.I.Y. (JOHOR) SDN BHD",
+        "LOT 1851-A, JALAN KPB 6",
+        "-INVOICE-",
+        ("1X19.00", "19.00"),
+        ("Item(s):4", "Qty(s):4"),
+        ("TOTAL", "RM33.92"),
+        ("ROUNDING ADJUSTMENT", "-RM0.02"),
+        ("TOTAL ROUNDED", "RM33.90"),
+        ("CASH", "RM50.00"),
+        ("CHANGE", "RM16.10"),
+        "12-01-19 21:13 SH01",
     )
     fields = dict(read_fields(lines, kind="receipt"))
     assert fields["total"] == "33.90"
@@ -86,8 +93,16 @@ def test_receipt_prefers_the_rounded_total_and_checks_cash_minus_change() -> Non
 
 def test_receipt_total_ignores_tax_summaries_and_reads_the_value_on_the_next_row() -> None:
     lines = page(
-        "TEO HENG STATIONERY & BOOKS", "Date:17/01/2018", ("SUB-TOTAL(EX)", "26.00"), ("TOTAL TAX", "1.56"),
-        "TOTAL", "27.55", ("CASH", "27.55"), ("CHANGE", "0.00"), "GST SUMMARY", ("TOTAL:", "26.00", "1.56"),
+        "TEO HENG STATIONERY & BOOKS",
+        "Date:17/01/2018",
+        ("SUB-TOTAL(EX)", "26.00"),
+        ("TOTAL TAX", "1.56"),
+        "TOTAL",
+        "27.55",
+        ("CASH", "27.55"),
+        ("CHANGE", "0.00"),
+        "GST SUMMARY",
+        ("TOTAL:", "26.00", "1.56"),
     )
     assert dict(read_fields(lines, kind="receipt"))["total"] == "27.55"
 
@@ -152,8 +167,18 @@ def test_nothing_from_nothing() -> None:
     assert read_fields(page("a photo"), kind="other") == ()
 
 
-@pytest.mark.parametrize("label", ["TOTAL TAX", "TOTALTAX", "Total GST (RM) :", "Sub Total", "Total Qty: 9",
-                                   "ROUNDING ADJ", "TOTAL INCLUDES 6% GST"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "TOTAL TAX",
+        "TOTALTAX",
+        "Total GST (RM) :",
+        "Sub Total",
+        "Total Qty: 9",
+        "ROUNDING ADJ",
+        "TOTAL INCLUDES 6% GST",
+    ],
+)
 def test_rows_that_are_not_the_total_are_ignored(label: str) -> None:
     lines = page((label, "99.00"), ("TOTAL", "9.00"))
     assert dict(read_fields(lines, kind="receipt"))["total"] == "9.00"
@@ -161,7 +186,8 @@ def test_rows_that_are_not_the_total_are_ignored(label: str) -> None:
 
 def test_a_wrapped_headline_is_read_whole_and_kept_apart_from_the_detail() -> None:
     lines = (
-        line("Unable to complete", 60, 200, h=32), line("transfer", 120, 240, h=28),
+        line("Unable to complete", 60, 200, h=32),
+        line("transfer", 120, 240, h=28),
         line("Your card was declined. Contact", 40, 290, w=300, h=26),
         line("support if this keeps happening.", 40, 320, w=300, h=26),
         line("Ref: E744", 120, 370, h=18),
@@ -178,8 +204,14 @@ def test_rows_are_found_on_a_photo_taken_at_an_angle() -> None:
     def tilted(text: str, x: float, y: float, angle_deg: float = 12.0) -> OcrLine:
         a = math.radians(angle_deg)
         corners = [(0, 0), (110, 0), (110, 18), (0, 18)]
-        return OcrLine(text=text, confidence=0.9, box=tuple(
-            (x + cx * math.cos(a) - cy * math.sin(a), y + cx * math.sin(a) + cy * math.cos(a)) for cx, cy in corners))
+        return OcrLine(
+            text=text,
+            confidence=0.9,
+            box=tuple(
+                (x + cx * math.cos(a) - cy * math.sin(a), y + cx * math.sin(a) + cy * math.cos(a))
+                for cx, cy in corners
+            ),
+        )
 
     a = math.radians(12.0)
     rows = [("SUBTOTAL", "34.37"), ("TAX", "6.87"), ("TOTAL", "41.24"), ("CASH", "50.00"), ("CHANGE", "8.76")]

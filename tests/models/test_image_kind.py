@@ -91,9 +91,21 @@ def ocr_line(text: str, y: float) -> OcrLine:
 
 
 def test_ocr_cues_read_text_layout_and_keywords() -> None:
-    cues = dict(zip(CUE_NAMES, ocr_cues([ocr_line("TOTAL RM12.50", 10), ocr_line("12/01/2019", 40),
-                                         ocr_line("Transfer failed", 70), ocr_line("•••• •••• •••• 4821", 100)],
-                                        400, 800)))
+    cues = dict(
+        zip(
+            CUE_NAMES,
+            ocr_cues(
+                [
+                    ocr_line("TOTAL RM12.50", 10),
+                    ocr_line("12/01/2019", 40),
+                    ocr_line("Transfer failed", 70),
+                    ocr_line("•••• •••• •••• 4821", 100),
+                ],
+                400,
+                800,
+            ),
+        )
+    )
     assert cues["has_total"] == cues["has_error"] == cues["has_card_number"] == cues["has_date"] == 1.0
     assert cues["has_currency"] == 1.0 and cues["amounts_log"] > 0
     assert 0 < cues["text_coverage"] < 1
@@ -122,7 +134,7 @@ def ocr() -> RapidOcrRecognizer:
 
 @pytest.fixture(scope="module")
 def trained(encoder: EfficientNetLiteEncoder, ocr: RapidOcrRecognizer) -> tuple[KindHead, list]:
-    items = build_labelled_set(per_kind=8, seed=5)  # 6 train + 2 held out per kind
+    items = build_labelled_set(per_kind=12, seed=5)  # 9 train + 3 held out per kind
     return train_kind_head(items, encoder, ocr, ocr_per_kind=3), list(items)
 
 
@@ -131,11 +143,12 @@ def test_trained_head_is_accurate_on_held_out_rendered_pictures(trained, encoder
     head, items = trained
     assert head.stage2 is not None and head.info["n_train_ocr"] == 3 * len(IMAGE_KINDS)
     metrics = evaluate_kind_head(head, items, encoder, ocr)
-    assert metrics["n_test"] == 2 * len(IMAGE_KINDS)
-    # Measured: 1.0 without OCR and with OCR, baseline (ImageNet-label rules) about 0.4.
-    assert metrics["head_no_ocr"] >= 0.8
-    assert metrics["head_with_ocr"] >= 0.8
-    assert metrics["head_no_ocr"] > metrics["baseline_imagenet_rules"]
+    assert metrics["n_test"] == 3 * len(IMAGE_KINDS)
+    # Measured on these 18 held-out pictures: 0.94 without OCR, 0.89 with OCR (stage 2 from only
+    # 3 OCR'd pictures per kind), 0.33 for the ImageNet-label rules.
+    assert metrics["head_no_ocr"] >= 0.75, metrics
+    assert metrics["head_with_ocr"] >= 0.75, metrics
+    assert metrics["head_no_ocr"] > metrics["baseline_imagenet_rules"] + 0.3, metrics
 
 
 @pytest.mark.slow
@@ -163,7 +176,9 @@ def test_analyzer_reads_kind_and_fields_of_rendered_pictures(trained, encoder, o
 def test_analyzer_without_ocr_and_from_a_saved_head(trained, tmp_path: Path) -> None:
     head, _ = trained
     head.save(tmp_path / "head")
-    analyzer = load_image_analyzer(VisionConfig(ocr=False, kind_head_dir=tmp_path / "head"), tmp_path / "cache")
+    analyzer = load_image_analyzer(
+        VisionConfig(ocr=False, kind_head_dir=tmp_path / "head"), tmp_path / "cache"
+    )
     analysis = analyzer.analyze(image_from_pil(render("product_photo", 901).image))
     assert analysis.ocr_lines == () and analysis.kind in IMAGE_KINDS
     assert not (tmp_path / "cache").exists()  # nothing trained

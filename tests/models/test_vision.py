@@ -41,7 +41,9 @@ def drawing(seed: int) -> Image.Image:
     draw = ImageDraw.Draw(picture)
     for _ in range(6):
         x, y = rng.integers(0, 140, 2)
-        draw.ellipse((int(x), int(y), int(x) + 30, int(y) + 30), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+        draw.ellipse(
+            (int(x), int(y), int(x) + 30, int(y) + 30), fill=tuple(int(v) for v in rng.integers(0, 255, 3))
+        )
     return picture
 
 
@@ -78,7 +80,9 @@ def test_efficientnet_names_a_photograph(efficientnet: EfficientNetLiteEncoder) 
 
 
 @pytest.mark.slow
-def test_efficientnet_sees_a_web_page_in_a_shared_screenshot(efficientnet: EfficientNetLiteEncoder, shared_data: Path) -> None:
+def test_efficientnet_sees_a_web_page_in_a_shared_screenshot(
+    efficientnet: EfficientNetLiteEncoder, shared_data: Path
+) -> None:
     path = shared_data / "images" / "screenshots" / "customer_site.png"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
@@ -91,13 +95,22 @@ def save_tiny_vit(folder: Path, *, classifier: bool) -> torch.nn.Module:
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor, ViTModel
 
     torch.manual_seed(0)
-    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       image_size=32, patch_size=8, num_labels=3,
-                       id2label={0: "receipt-ish", 1: "card-ish", 2: "other-ish"},
-                       label2id={"receipt-ish": 0, "card-ish": 1, "other-ish": 2})
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        num_labels=3,
+        id2label={0: "receipt-ish", 1: "card-ish", 2: "other-ish"},
+        label2id={"receipt-ish": 0, "card-ish": 1, "other-ish": 2},
+    )
     model = (ViTForImageClassification if classifier else ViTModel)(config).eval()
     model.save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    ViTImageProcessor(
+        size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    ).save_pretrained(folder)
     return model
 
 
