@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune a model on a CSV or a domain file")
     train.add_argument("--data", type=Path, required=True,
                        help="CSV with text,label (or Banking77's text,category; text,sentiment,emotion "
-                       "for --task sentiment|emotion) or a domain YAML")
+                       "for --task sentiment|emotion) or a domain YAML; for --task fusion the multimodal "
+                       "set directory (built there when absent, see docs/fusion.md)")
     train.add_argument("--out", type=Path, required=True, help="directory to write the trained model to")
     train.add_argument("--task", choices=("intent", "sentiment", "emotion", "fusion"), default="intent")
     train.add_argument("--base-model", type=Path, help="for sentiment|emotion: the model whose heads to retrain")

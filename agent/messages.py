@@ -46,7 +46,7 @@ class ImageInput:
     """A checked upload: RGB, EXIF orientation applied, metadata stripped."""
 
     rgb: Image.Image
-    sha256: str  # hex digest of the bytes as uploaded; the key the blob is stored under
+    sha256: str  # hex digest of the upload; the runtime re-keys it to the stored (re-encoded) bytes
     source_format: str  # "JPEG" | "PNG" | "WEBP" | "GIF"
     width_px: int
     height_px: int

@@ -181,12 +181,16 @@ class Agent:
         """Hear, see, understand, decide and record one turn; returns what to tell the customer."""
         started = time.perf_counter()
         turn = self._checked(turn)
+        stored_image = await asyncio.to_thread(_storable, turn.image) if turn.image is not None else None
+        if stored_image is not None and turn.image is not None:  # the turn refers to what is stored
+            turn = replace(turn, image=replace(turn.image, sha256=stored_image[0]))
         transcript = await self._transcribe(turn.audio) if turn.audio is not None else None
         image = await self._analyze_image(turn.image) if turn.image is not None else None
         text = _text_of(turn, transcript)
         nlu, knowledge = await self._understand(text, transcript, image)
-        if image is not None and turn.image is not None:
-            await self._store_image(turn.image)
+        if stored_image is not None:
+            sha256, data, content_type = stored_image
+            await self.dialogue.put_blob(sha256, data, content_type=content_type)
         outcome = await self.dialogue.handle_turn(
             turn, nlu, transcript=transcript, image=image, knowledge=knowledge
         )
@@ -216,13 +220,6 @@ class Agent:
 
     async def _analyze_image(self, image: ImageInput) -> ImageAnalysis:
         return await asyncio.to_thread(self.image_analyzer.analyze, image)
-
-    async def _store_image(self, image: ImageInput) -> None:
-        import io
-
-        buffer = io.BytesIO()
-        image.rgb.save(buffer, format="PNG")  # re-encoded: metadata already stripped
-        await self.dialogue.put_blob(image.sha256, buffer.getvalue(), content_type="image/png")
 
     async def _understand(
         self, text: str, transcript: Transcript | None, image: ImageAnalysis | None
@@ -278,6 +275,31 @@ class Agent:
             knowledge = hits[0] if hits else None
         entities = extract_entities(text) if text else ()
         return replace(nlu, entities=tuple(nlu.entities) + tuple(entities)), knowledge
+
+
+# Uploaded images are stored re-encoded (metadata already stripped), at most this many pixels a side.
+STORED_IMAGE_MAX_SIDE_PX = 2048
+STORED_IMAGE_PNG_MAX_PIXELS = 2_000_000  # larger images are stored as JPEG (quality 90)
+
+
+def _storable(image: ImageInput) -> tuple[str, bytes, str]:
+    """``(sha256, bytes, content type)`` of the image as stored; the hash keys the blob and the turn."""
+    import hashlib
+    import io
+
+    rgb = image.rgb
+    if max(rgb.size) > STORED_IMAGE_MAX_SIDE_PX:
+        rgb = rgb.copy()
+        rgb.thumbnail((STORED_IMAGE_MAX_SIDE_PX, STORED_IMAGE_MAX_SIDE_PX))
+    buffer = io.BytesIO()
+    if rgb.size[0] * rgb.size[1] <= STORED_IMAGE_PNG_MAX_PIXELS:
+        rgb.save(buffer, format="PNG", optimize=False)
+        content_type = "image/png"
+    else:
+        rgb.save(buffer, format="JPEG", quality=90)
+        content_type = "image/jpeg"
+    data = buffer.getvalue()
+    return hashlib.sha256(data).hexdigest(), data, content_type
 
 
 def _text_of(turn: UserTurn, transcript: Transcript | None) -> str:

@@ -18,14 +18,8 @@ from agent.channels import audiosocket as wire
 from agent.config import AgentConfig
 from agent.messages import Handoff
 from agent.voice import serve_audiosocket
-from tests.voice.phone import (
-    AudioSocketPhone,
-    FakeVoiceAgent,
-    ScriptedRecognizer,
-    espeak_8k,
-    silence_8k,
-    wait_for,
-)
+from tests.voice.fakes import FakeVoiceAgent, ScriptedRecognizer
+from tests.voice.phone import AudioSocketPhone, espeak_8k, silence_8k, wait_for
 
 pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
 
@@ -160,7 +154,7 @@ async def test_a_line_that_stops_reading_is_dropped_and_others_continue() -> Non
     agent = FakeVoiceAgent(espeak_config(send_timeout_s=0.5), recognizer=ScriptedRecognizer(LOST),
                            answer_text=long_answer)
     async with server(agent) as port:
-        reader, writer = await raw_connection(port, rcvbuf=4096)
+        _reader, writer = await raw_connection(port, rcvbuf=4096)
         writer.write(wire.encode(wire.KIND_UUID, uuid.UUID(CALL).bytes))
         speech = np.concatenate([espeak_8k(LOST), silence_8k(1.0)])
         for i in range(0, len(speech), 160):

@@ -12,7 +12,7 @@ from agent.config import TtsConfig
 from agent.messages import AudioClip
 from agent.voice.playback import CallClosed, Speaker
 from models.tts import load_synthesizer
-from tests.voice.phone import RecordingTransport
+from tests.voice.fakes import RecordingTransport
 
 pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
 

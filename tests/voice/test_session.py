@@ -12,15 +12,8 @@ import pytest
 from agent.config import AgentConfig, Secret
 from agent.messages import Answer, Handoff
 from agent.voice.session import RECENT_CALLS, CallInfo, CallSession, caller_user_id
-from tests.voice.phone import (
-    FakeVoiceAgent,
-    RecordingTransport,
-    ScriptedRecognizer,
-    espeak_8k,
-    feed,
-    silence_8k,
-    wait_for,
-)
+from tests.voice.fakes import FakeVoiceAgent, RecordingTransport, ScriptedRecognizer
+from tests.voice.phone import espeak_8k, feed, silence_8k, wait_for
 
 pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
 
@@ -99,7 +92,7 @@ async def test_dtmf_zero_interrupts_and_asks_for_a_human() -> None:
 
 
 async def test_a_failing_turn_is_apologised_for_and_handed_off_without_dropping_the_call() -> None:
-    session, agent, transport = make_call(LOST, fail_turns=1)
+    session, _, transport = make_call(LOST, fail_turns=1)
     await feed(session, np.concatenate([espeak_8k(LOST), silence_8k(0.8)]), speed=4)
     assert await wait_for(lambda: transport.transfers, 10)
     assert session.stats.failed_turns == 1 and len(transport.frames) > 50  # the apology was spoken
@@ -118,7 +111,7 @@ async def test_a_hang_up_mid_utterance_still_hands_the_words_to_the_runtime() ->
 
 
 async def test_a_failed_transfer_keeps_the_call_with_the_bot() -> None:
-    session, agent, transport = make_call(PERSON)
+    session, _, transport = make_call(PERSON)
     transport.transfer_ok = False
     await feed(session, np.concatenate([espeak_8k(PERSON), silence_8k(0.8)]), speed=4)
     assert await wait_for(lambda: transport.transfers, 10)

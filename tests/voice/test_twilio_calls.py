@@ -20,16 +20,8 @@ from agent.config import AgentConfig
 from agent.messages import Handoff
 from agent.voice.session import caller_user_id
 from tests.voice.conftest import ACCOUNT_SID, AUTH_TOKEN, TwilioApi, twilio_server, voice_config
-from tests.voice.phone import (
-    FakeVoiceAgent,
-    ScriptedRecognizer,
-    TwilioPhone,
-    espeak_8k,
-    piper_8k,
-    read_8k,
-    silence_8k,
-    wait_for,
-)
+from tests.voice.fakes import FakeVoiceAgent, ScriptedRecognizer
+from tests.voice.phone import TwilioPhone, espeak_8k, piper_8k, read_8k, silence_8k, wait_for
 
 pytestmark = pytest.mark.timeout(180)  # a hung call fails the test instead of the run
 
@@ -75,6 +67,7 @@ async def test_a_call_is_heard_understood_answered_and_handed_off(twilio_api: Tw
             assert agent.turns[0].user_id == parameters["user_id"]
             assert phone.heard.media_frames > 100 and phone.heard.media_bytes == 160 * phone.heard.media_frames
             assert phone.heard.marks == ["r1.0", "r1.1"] and phone.heard.echoed == ["r1.0", "r1.1"]
+            assert phone.heard.errors == []
             await asyncio.sleep(0.5)
             phone.say(espeak_8k(PERSON))
             assert await wait_for(lambda: twilio_api.requests, 20)
