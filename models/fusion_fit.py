@@ -9,7 +9,9 @@ model answers it.
 
 Loss: intent cross-entropy (label smoothing) + image-kind cross-entropy on turns with a picture
 + a term that keeps sentiment and emotion close to the text model's reading of the words
-(the set has no affect labels). Modality dropout: each turn's speech, embedding and OCR are
+(the set has no affect labels). On turns whose picture is irrelevant the intent target is the
+text model's own answer (KL to its distribution) instead of the label, so the fusion learns to
+leave the words alone when the picture has nothing to add (``keep_text_on_irrelevant``). Modality dropout: each turn's speech, embedding and OCR are
 dropped independently with their probabilities, so the model works with any subset.
 """
 
@@ -57,6 +59,7 @@ class FusionTrainConfig:
     drop_speech: float = 0.3
     drop_image: float = 0.2
     drop_ocr: float = 0.2
+    keep_text_on_irrelevant: bool = True  # irrelevant-picture turns: target the text model's answer, not the label
     finetune_text: bool = False
     train_heads: bool = False
     seed: int = 0
@@ -86,7 +89,7 @@ class Prepared:
     ocr: list[str | None]
     y: torch.Tensor  # (N,) intent class index
     kind: torch.Tensor  # (N,) image-kind index, IGNORE without a picture
-    teacher: dict[str, torch.Tensor] = field(default_factory=dict)  # affect head -> (N, C) text-only probabilities
+    teacher: dict[str, torch.Tensor] = field(default_factory=dict)  # head -> (N, C) text-only probabilities
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -170,12 +173,21 @@ def _loss(fusion: FusionModel, states: TextStates, prep: Prepared, idx: list[int
           rng: random.Random) -> torch.Tensor:
     batch = make_batch(fusion, states, prep, idx, grad=True, rng=rng, cfg=cfg)
     out = fusion.module(batch)
-    loss = F.cross_entropy(out.logits["intent"], prep.y[idx], label_smoothing=cfg.label_smoothing)
+    z, y = out.logits["intent"], prep.y[idx]
+    keep = torch.tensor([prep.examples[i].kind == "image_irrelevant" for i in idx]) & cfg.keep_text_on_irrelevant
+    loss = z.new_zeros(())
+    if (~keep).any():
+        loss = F.cross_entropy(z[~keep], y[~keep], label_smoothing=cfg.label_smoothing) * (~keep).float().mean()
+    if keep.any() and "intent" in prep.teacher:  # an irrelevant picture: answer as the words alone do
+        soft = F.kl_div(F.log_softmax(z[keep], -1), prep.teacher["intent"][idx][keep], reduction="batchmean")
+        loss = loss + soft * keep.float().mean()
     kind = prep.kind[idx]
     has = (kind != IGNORE) & (batch.image_mask if batch.image_mask is not None else torch.zeros_like(kind, dtype=torch.bool))
     if has.any():
         loss = loss + cfg.kind_loss_weight * F.cross_entropy(out.image_kind[has], kind[has])
     for head, teacher in prep.teacher.items():
+        if head == "intent":
+            continue
         student = F.log_softmax(out.logits[head], dim=-1)
         loss = loss + cfg.affect_keep_weight * F.kl_div(student, teacher[idx], reduction="batchmean")
     return loss
@@ -214,7 +226,7 @@ def fit(fusion: FusionModel, states: TextStates, train: Prepared, val: Prepared,
     opt, sched = _optimizer(fusion, cfg, steps)
     trainable = [p for g in opt.param_groups for p in g["params"]]
     history: list[dict[str, Any]] = []
-    best, best_state, stale, stopped, start = -1.0, None, 0, False, time.perf_counter()
+    best, best_loss, best_state, stale, stopped, start = -1.0, float("inf"), None, 0, False, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         fusion.module.train()
         fusion.text.module.train(cfg.finetune_text)
@@ -228,7 +240,7 @@ def fit(fusion: FusionModel, states: TextStates, train: Prepared, val: Prepared,
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         fusion.text.module.eval()
         val_loss, score, scores = _val_score(fusion, states, val) if len(val) else (None, -float(np.mean(losses)), {})
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
@@ -236,8 +248,9 @@ def fit(fusion: FusionModel, states: TextStates, train: Prepared, val: Prepared,
         if progress:
             print(f"fusion epoch {epoch}/{cfg.epochs}: train loss {np.mean(losses):.4f}, validation macro-F1 {score:.4f}",
                   flush=True)
-        if score > best:
-            best, stale = score, 0
+        loss_now = val_loss if val_loss is not None else float(np.mean(losses))
+        if score > best + 1e-9 or (score > best - 1e-9 and loss_now < best_loss):  # ties: the lower loss
+            best, best_loss, stale = max(score, best), loss_now, 0
             best_state = copy.deepcopy((fusion.module.state_dict(), fusion.text.module.state_dict() if cfg.finetune_text else None))
         elif (stale := stale + 1) >= cfg.patience:
             stopped = True
@@ -248,9 +261,18 @@ def fit(fusion: FusionModel, states: TextStates, train: Prepared, val: Prepared,
             fusion.text.module.load_state_dict(best_state[1])
     fusion.module.eval()
     fusion.text.module.eval()
-    best_epoch = max(history, key=lambda h: h["val_macro_f1"]["intent"])["epoch"] if history else 0
+    best_epoch = _best_epoch(history)
     return {"history": history, "best_epoch": best_epoch, "best_score": best, "stopped_early": stopped,
             "train_seconds": round(time.perf_counter() - start, 2)}
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> int:
+    """The epoch whose state was kept: best validation macro-F1, ties to the lower validation loss."""
+    if not history:
+        return 0
+    key = max(h["val_macro_f1"]["intent"] for h in history)
+    tied = [h for h in history if h["val_macro_f1"]["intent"] > key - 1e-9]
+    return int(min(tied, key=lambda h: h["val_loss"] if h["val_loss"] is not None else h["train_loss"])["epoch"])
 
 
 def new_fusion(text_model: NluModel, config: FusionConfig, *, image_encoder: str, asr_model: str) -> FusionModel:
@@ -264,9 +286,9 @@ def new_fusion(text_model: NluModel, config: FusionConfig, *, image_encoder: str
 
 
 def set_teacher(fusion: FusionModel, states: TextStates, prep: Prepared) -> None:
-    """Sentiment and emotion probabilities of the words alone (the fusion before training, text only)."""
+    """Intent, sentiment and emotion probabilities of the words alone (the fusion before training, text only)."""
     out = predict(fusion, states, prep, drop=frozenset({"speech", "image", "ocr"}))
-    prep.teacher = {h: torch.softmax(torch.as_tensor(out[h]), -1) for h in ("sentiment", "emotion") if h in out}
+    prep.teacher = {h: torch.softmax(torch.as_tensor(out[h]), -1) for h in ("intent", "sentiment", "emotion") if h in out}
 
 
 def calibrate(fusion: FusionModel, states: TextStates, val: Prepared) -> float:

@@ -9,8 +9,10 @@ Each modality has a mask; a learned "null" slot is always present, so attention 
 when a turn has nothing but text.
 
 One ``FusionLayer`` (by default): cross-attention from the text tokens to the other modalities,
-a small feed-forward on the result, and a learned gate ``g = sigmoid(W [h; a] + b)`` per token
-and channel (bias starts at -2, so training starts near the text model). The update is
+a small feed-forward on the result, and a learned gate ``g = sigmoid(W [h; a] + V s + b)`` per token
+and channel, where ``s`` describes the whole message (its mean state, and the top probability and
+entropy of the text model's intent head on it: how clear the words are alone); the bias starts
+at -2, so training starts near the text model. The update is
 ``h + present * g * a`` where ``present`` is 0 for a turn with no other modality: with text
 alone, the fused states equal the text states exactly, and the heads (copies of the text
 model's cosine heads, frozen by default) give the text model's logits. With ``gate=False`` the
@@ -156,17 +158,24 @@ class FusionLayer(nn.Module):
         self.ffn = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(config.dropout),
                                  nn.Linear(2 * d, d))
         self.gate = nn.Linear(2 * d, d) if config.gate else None
-        if self.gate is not None:
+        self.gate_sentence = nn.Linear(d + 2, d) if config.gate else None
+        if self.gate is not None and self.gate_sentence is not None:
             nn.init.normal_(self.gate.weight, std=0.01)
             nn.init.constant_(self.gate.bias, config.gate_bias)
+            nn.init.normal_(self.gate_sentence.weight, std=0.01)
+            nn.init.zeros_(self.gate_sentence.bias)
 
-    def forward(self, h: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
-                present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """h (B, T, d), ctx (B, C, d), ctx_mask (B, C) True=attend, present (B,) -> new h, gate, weights (B, T, C)."""
+    def forward(self, h: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor, present: torch.Tensor,
+                sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """h (B, T, d), ctx (B, C, d), ctx_mask (B, C) True=attend, present (B,), sentence (B, d + 2)
+        -> new h, gate (B, T, d), attention weights (B, T, C)."""
         q, kv = self.norm_q(h), self.norm_kv(ctx)
         a, weights = self.attn(q, kv, kv, key_padding_mask=~ctx_mask, need_weights=True)
         a = a + self.ffn(a)
-        g = torch.sigmoid(self.gate(torch.cat([q, a], dim=-1))) if self.gate is not None else torch.ones_like(a)
+        if self.gate is not None and self.gate_sentence is not None:
+            g = torch.sigmoid(self.gate(torch.cat([q, a], dim=-1)) + self.gate_sentence(sentence)[:, None, :])
+        else:
+            g = torch.ones_like(a)
         g = g * present.to(h.dtype)[:, None, None]
         return h + g * a, g, weights
 
@@ -188,6 +197,7 @@ class FusionModule(nn.Module):
         self.layers = nn.ModuleList([FusionLayer(config) for _ in range(config.n_layers)])
         self.heads = nn.ModuleDict({name: CosineHead(d, n) for name, n in head_sizes.items() if n > 0})
         self.kind_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.n_image_kinds))
+        self.sentence_norm = nn.LayerNorm(d)
 
     def head_sizes(self) -> dict[str, int]:
         return {name: int(head.weight.shape[0]) for name, head in self.heads.items()}
@@ -223,12 +233,12 @@ class FusionModule(nn.Module):
         check_batch(batch, self.config)
         ctx, ctx_mask, image_tokens, sizes = self._context(batch)
         present = ctx_mask[:, 1:].any(1)
-        h = batch.text
+        h, tmask = batch.text, batch.text_mask
+        sentence = self._sentence(mean_pool(h, tmask))
         gates, weights = [], None
         for layer in self.layers:
-            h, g, weights = layer(h, ctx, ctx_mask, present)
+            h, g, weights = layer(h, ctx, ctx_mask, present, sentence)
             gates.append(g)
-        tmask = batch.text_mask
         pooled = mean_pool(h, tmask)
         gate = torch.stack([mean_pool(g.mean(-1, keepdim=True), tmask)[:, 0] for g in gates]).mean(0)
         assert weights is not None  # at least one layer
@@ -238,6 +248,18 @@ class FusionModule(nn.Module):
         return FusionOutputs(pooled=pooled, logits={name: head(pooled) for name, head in self.heads.items()},
                              image_kind=self.kind_head(image_tokens.mean(1)), gate=gate, attention=attention,
                              present=present)
+
+    def _sentence(self, pooled: torch.Tensor) -> torch.Tensor:
+        """What the gate knows of the whole message: its normalised mean state and how sure the text
+        model's intent head is of it (top probability, normalised entropy), (B, d + 2)."""
+        parts = [self.sentence_norm(pooled)]
+        if "intent" in self.heads:
+            p = torch.softmax(self.heads["intent"](pooled), dim=-1)
+            entropy = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(max(2, p.shape[-1]))
+            parts.append(torch.stack([p.max(-1).values, entropy], dim=-1))
+        else:
+            parts.append(pooled.new_zeros(pooled.shape[0], 2))
+        return torch.cat(parts, dim=-1)
 
     @torch.no_grad()
     def copy_heads(self, text_heads: nn.ModuleDict) -> None:

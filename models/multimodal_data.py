@@ -66,6 +66,7 @@ class SetConfig:
     deciding: tuple[int, int, int] = (16, 4, 10)  # pictures per deciding type
     irrelevant: tuple[int, int, int] = (8, 2, 6)  # pictures per irrelevant type
     texts_per_picture: int = 2
+    irrelevant_texts_per_picture: tuple[int, int, int] = (8, 2, 4)  # train, val, test
     image_only_every: int = 2  # every n-th deciding picture also appears with no text
     rate_wpm: tuple[int, int] = (140, 175)
     snr_db: tuple[float, float] = (15.0, 30.0)
@@ -75,7 +76,7 @@ class SetConfig:
     def tiny(cls) -> SetConfig:
         """A few examples of every kind: for tests (about a minute with OCR off)."""
         return cls(spoken=(4, 2, 2), train_voices_per_sentence=1, deciding=(1, 0, 1), irrelevant=(1, 0, 1),
-                   texts_per_picture=1, image_only_every=2, ocr=False)
+                   texts_per_picture=1, irrelevant_texts_per_picture=(1, 0, 2), image_only_every=2, ocr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,7 +162,7 @@ def _pair_pictures(pictures: Sequence[tuple[str, str, int]], pools: dict[str, li
                                              typed="", source="none", **common))
         else:
             pool = pools[f"irrelevant_{split}"]
-            n = config.texts_per_picture * (2 if split == "test" else 1)
+            n = config.irrelevant_texts_per_picture[MI.SPLITS.index(split)]
             for sentence, intent, source in rng.sample(pool, min(n, len(pool))):
                 out.append(MultimodalExample(example_id=_key(key, sentence), kind="image_irrelevant", intent=intent,
                                              text=sentence, typed=sentence, source=source, **common))
