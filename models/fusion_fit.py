@@ -60,6 +60,7 @@ class FusionTrainConfig:
     drop_image: float = 0.2
     drop_ocr: float = 0.2
     keep_text_on_irrelevant: bool = True  # irrelevant-picture turns: target the text model's answer, not the label
+    irrelevant_keep_weight: float = 1.0
     finetune_text: bool = False
     train_heads: bool = False
     seed: int = 0
@@ -180,7 +181,7 @@ def _loss(fusion: FusionModel, states: TextStates, prep: Prepared, idx: list[int
         loss = F.cross_entropy(z[~keep], y[~keep], label_smoothing=cfg.label_smoothing) * (~keep).float().mean()
     if keep.any() and "intent" in prep.teacher:  # an irrelevant picture: answer as the words alone do
         soft = F.kl_div(F.log_softmax(z[keep], -1), prep.teacher["intent"][idx][keep], reduction="batchmean")
-        loss = loss + soft * keep.float().mean()
+        loss = loss + cfg.irrelevant_keep_weight * soft * keep.float().mean()
     kind = prep.kind[idx]
     has = (kind != IGNORE) & (batch.image_mask if batch.image_mask is not None else torch.zeros_like(kind, dtype=torch.bool))
     if has.any():

@@ -7,7 +7,8 @@ Kinds of turn (``MultimodalExample.kind``):
   transcript (with its errors) and the pooled encoder features are kept;
 - ``image_decides``: a short message that is ambiguous alone ("what is this?") with a picture
   that decides the intent (``models.multimodal_images.DECIDING_TYPES``);
-- ``image_irrelevant``: an unambiguous sentence with a picture that has nothing to do with it;
+- ``image_irrelevant``: an unambiguous sentence with a picture that has nothing to do with it
+  (a product photo, a landscape, a letter, a card photo, or a deciding picture of another intent);
 - ``image_only``: a deciding picture with no text.
 
 Splits: evaluation (``test``) uses voices, message templates, picture wordings and pictures
@@ -67,6 +68,7 @@ class SetConfig:
     irrelevant: tuple[int, int, int] = (8, 2, 6)  # pictures per irrelevant type
     texts_per_picture: int = 2
     irrelevant_texts_per_picture: tuple[int, int, int] = (8, 2, 4)  # train, val, test
+    clear_texts_per_deciding_picture: tuple[int, int, int] = (2, 1, 1)  # a deciding picture with an unrelated clear message
     image_only_every: int = 2  # every n-th deciding picture also appears with no text
     rate_wpm: tuple[int, int] = (140, 175)
     snr_db: tuple[float, float] = (15.0, 30.0)
@@ -76,7 +78,8 @@ class SetConfig:
     def tiny(cls) -> SetConfig:
         """A few examples of every kind: for tests (about a minute with OCR off)."""
         return cls(spoken=(4, 2, 2), train_voices_per_sentence=1, deciding=(1, 0, 1), irrelevant=(1, 0, 1),
-                   texts_per_picture=1, irrelevant_texts_per_picture=(1, 0, 2), image_only_every=2, ocr=False)
+                   texts_per_picture=1, irrelevant_texts_per_picture=(1, 0, 2), clear_texts_per_deciding_picture=(0, 0, 0),
+                   image_only_every=2, ocr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +163,12 @@ def _pair_pictures(pictures: Sequence[tuple[str, str, int]], pools: dict[str, li
             if index % config.image_only_every == 0:
                 out.append(MultimodalExample(example_id=_key(key, ""), kind="image_only", intent=intent, text="",
                                              typed="", source="none", **common))
+            unrelated = [row for row in pools[f"irrelevant_{split}"] if row[1] != intent]
+            n = config.clear_texts_per_deciding_picture[MI.SPLITS.index(split)]
+            for sentence, other, source in rng.sample(unrelated, min(n, len(unrelated))):
+                out.append(MultimodalExample(example_id=_key(key, sentence), kind="image_irrelevant", intent=other,
+                                             text=sentence, typed=sentence, source=f"{source}+deciding_picture",
+                                             **common))
         else:
             pool = pools[f"irrelevant_{split}"]
             n = config.irrelevant_texts_per_picture[MI.SPLITS.index(split)]

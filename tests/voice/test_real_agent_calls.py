@@ -21,7 +21,7 @@ from tests.voice.conftest import ACCOUNT_SID, AUTH_TOKEN, TwilioApi, serve_app, 
 from tests.voice.phone import AudioSocketPhone, TwilioPhone, espeak_8k, piper_8k, silence_8k, wait_for
 from tests.voice.test_twilio_calls import answer_call
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(1800)]  # may train the model
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(3600)]  # may train the model
 
 LOST = "I lost my credit card"
 PERSON = "I want to talk to a person"
