@@ -113,64 +113,88 @@ def _train(data: MultimodalSet, text_model: NluModel, cfg: FusionTrainConfig, fc
     return fusion, intents_of(fusion, predict(fusion, TextStates(fusion, trainable=False), prep)["intent"]), seconds
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", type=Path, default=None, help="multimodal set directory (default <cache>/multimodal)")
     parser.add_argument("--text-model", type=Path, default=None, help="text model directory (default: the default model)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extra-seeds", type=int, default=2, help="train the full fusion again with this many other seeds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=50, help="timed calls per latency figure")
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--device", default="cpu", help="only cpu")
     parser.add_argument("--model-out", type=Path, default=ROOT / "benchmarks" / "out" / "fusion" / "model")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fusion.jsonl")
-    args = parser.parse_args(argv)
-    if args.device != "cpu":
-        parser.error(f"--device: expected 'cpu', got {args.device!r}")
-    import torch
+    return parser
 
-    torch.set_num_threads(args.threads)
-    from models.default_model import ensure_default_model
 
-    config = AgentConfig.from_env()
-    text_dir = args.text_model or ensure_default_model(config.domain.path, config.nlu.cache_dir)
-    data = ensure_set(args.set or Path(config.nlu.cache_dir) / "multimodal", config)
-    text_model = NluModel.from_pretrained(text_dir)
+def _baseline_rows(text_dir: Path, data: MultimodalSet) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, Any]]:
+    """Rows of the text baselines, their predictions, and the spoken sentences typed."""
     test = data.split("test")
-    truth_rows: dict[str, dict[str, dict[str, Any]]] = {}
-    base = baselines(text_model, test, data)
-    truth_rows["text alone"] = by_kind(test, base["text"])
-    truth_rows["text + OCR (64 tokens)"] = by_kind(test, base["text_ocr"])
+    base = baselines(NluModel.from_pretrained(text_dir), test, data)
     long_model = NluModel.from_pretrained(text_dir, max_seq_len=128)
-    truth_rows["text + OCR (128 tokens)"] = by_kind(test, text_predictions(long_model, [with_ocr(ex, data) for ex in test]))
+    rows = {"text alone": by_kind(test, base["text"]), "text + OCR (64 tokens)": by_kind(test, base["text_ocr"]),
+            "text + OCR (128 tokens)": by_kind(test, text_predictions(long_model, [with_ocr(ex, data) for ex in test]))}
     spoken = [i for i, ex in enumerate(test) if ex.kind == "spoken"]
     typed_spoken = by_kind([test[i] for i in spoken], [base["typed"][i] for i in spoken])["all"]
+    return rows, base, typed_spoken
 
-    cfg = FusionTrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads)
-    fusion, predicted, seconds = _train(data, text_model, cfg, FusionConfig(), args.model_out, text_dir)
-    truth_rows["fusion"] = by_kind(test, predicted)
-    states = TextStates(fusion, trainable=False)
-    prep = prepare(data, test, fusion.intent_classes)
-    drops = {name: by_kind(test, intents_of(fusion, predict(fusion, states, prep, drop=frozenset(d))["intent"]))
-             for name, d in TEST_TIME_DROPS.items()}
-    voices = sorted({ex.voice for ex in test if ex.voice})
-    by_voice = {v: {"fusion": by_kind([test[i] for i in spoken if test[i].voice == v],
-                                      [predicted[i] for i in spoken if test[i].voice == v])["all"],
-                    "text alone": by_kind([test[i] for i in spoken if test[i].voice == v],
-                                          [base["text"][i] for i in spoken if test[i].voice == v])["all"]} for v in voices}
-    ablations: dict[str, dict[str, dict[str, Any]]] = {"fusion (full)": truth_rows["fusion"]}
-    ablation_seconds = {}
-    for name, change in ({} if args.no_ablations else ABLATIONS).items():
+
+def _by_voice(test: list, predicted: list[str], text_alone: list[str]) -> dict[str, Any]:
+    out = {}
+    for voice in sorted({ex.voice for ex in test if ex.voice}):
+        idx = [i for i, ex in enumerate(test) if ex.kind == "spoken" and ex.voice == voice]
+        out[voice] = {"fusion": by_kind([test[i] for i in idx], [predicted[i] for i in idx])["all"],
+                      "text alone": by_kind([test[i] for i in idx], [text_alone[i] for i in idx])["all"]}
+    return out
+
+
+def _variants(data: MultimodalSet, text_dir: Path, cfg: FusionTrainConfig, extra_seeds: int,
+              ablate: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+    """The full fusion with other seeds, and the ablations, each trained from scratch."""
+    test = data.split("test")
+    seeds, ablations, seconds = {}, {}, {}
+    for extra in range(1, extra_seeds + 1):
+        _, pred, _ = _train(data, NluModel.from_pretrained(text_dir), dataclasses.replace(cfg, seed=cfg.seed + extra),
+                            FusionConfig(), None, text_dir)
+        seeds[f"fusion, seed {cfg.seed + extra}"] = by_kind(test, pred)
+    for name, change in (ABLATIONS if ablate else {}).items():
         _, pred, secs = _train(data, NluModel.from_pretrained(text_dir), cfg, dataclasses.replace(FusionConfig(), **change),
                                None, text_dir)
         ablations[name] = by_kind(test, pred)
-        ablation_seconds[name] = round(secs, 1)
-    latency = _latency(fusion, data, args.runs)
-    aims = _aims(truth_rows, typed_spoken)
+        seconds[name] = round(secs, 1)
+    return seeds, ablations, seconds
 
-    print(_table(truth_rows, "Held-out test split, accuracy / macro-F1 (%)"))
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.device != "cpu":
+        _parser().error(f"--device: expected 'cpu', got {args.device!r}")
+    import torch
+
+    from models.default_model import ensure_default_model
+
+    torch.set_num_threads(args.threads)
+    config = AgentConfig.from_env()
+    text_dir = args.text_model or ensure_default_model(config.domain.path, config.nlu.cache_dir)
+    data = ensure_set(args.set or Path(config.nlu.cache_dir) / "multimodal", config)
+    test = data.split("test")
+    rows, base, typed_spoken = _baseline_rows(text_dir, data)
+    cfg = FusionTrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads)
+    fusion, predicted, seconds = _train(data, NluModel.from_pretrained(text_dir), cfg, FusionConfig(), args.model_out, text_dir)
+    rows["fusion"] = by_kind(test, predicted)
+    states, prep = TextStates(fusion, trainable=False), prepare(data, test, fusion.intent_classes)
+    drops = {name: by_kind(test, intents_of(fusion, predict(fusion, states, prep, drop=frozenset(d))["intent"]))
+             for name, d in TEST_TIME_DROPS.items()}
+    seeds, ablations, ablation_seconds = _variants(data, text_dir, cfg, args.extra_seeds, not args.no_ablations)
+    seeds = {f"fusion, seed {args.seed}": rows["fusion"], **seeds}
+    ablations = {"fusion (full)": rows["fusion"], **ablations}
+    by_voice = _by_voice(test, predicted, base["text"])
+    latency, aims = _latency(fusion, data, args.runs), _aims(rows, typed_spoken)
+    print(_table(rows, "Held-out test split, accuracy / macro-F1 (%)"))
     print(f"\nspoken turns, the same sentences typed (text model): {typed_spoken['accuracy']:.1f} / {typed_spoken['macro_f1']:.1f}")
+    print(_table({"text alone": rows["text alone"], **seeds}, "Fusion trained with other seeds"))
     print(_table(drops, "Fusion model with a modality removed at test time"))
     print(_table(ablations, "Ablations (each trained the same way)"))
     print("\nspoken accuracy by voice:", json.dumps(by_voice))
@@ -182,9 +206,8 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": args.threads},
               "set": {"path": str(data.path), "counts": data.manifest["counts"], "voices": data.manifest["voices"]},
               "text_model": str(text_dir), "train_seconds": round(seconds, 1), "ablation_train_seconds": ablation_seconds,
-              "config": dataclasses.asdict(cfg), "results": truth_rows, "typed_spoken": typed_spoken,
-              "test_time_drops": drops, "ablations": ablations, "spoken_by_voice": by_voice, "latency": latency,
-              "aims": aims}
+              "config": dataclasses.asdict(cfg), "results": rows, "typed_spoken": typed_spoken, "test_time_drops": drops,
+              "seeds": seeds, "ablations": ablations, "spoken_by_voice": by_voice, "latency": latency, "aims": aims}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

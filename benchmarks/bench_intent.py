@@ -314,7 +314,8 @@ def run_info() -> dict:
     except OSError:
         commit = ""
     return {"commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "device": "cpu (2 cores shared with other jobs)"}
+            "cpu_count": os.cpu_count(), "device": "cpu (2 cores shared with other jobs)",
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 from agent.errors import InvalidInput
 from agent.messages import EMOTIONS, SENTIMENTS
 from models import datasets as ds
-from models.artifacts import atomic_dir, write_json
+from models.artifacts import atomic_dir, check_out_dir, write_json
 from models.calibration import expected_calibration_error, fit_oos, fit_temperature, oos_raw
 from models.evaluation import Evaluation, evaluate_model, report_text
 from models.finetune import IGNORE, Encoded, TrainConfig, encode, fit, predict
@@ -102,6 +102,7 @@ def train_examples(examples: Sequence[ds.Example], out_dir: Path, *, config: Tra
                    val: Sequence[ds.Example] | None = None) -> dict[str, Any]:
     """Fine-tune the encoder and the heads present in ``examples``; write ``out_dir``; metrics.
     ``test`` / ``val``: given held-out sets instead of stratified shares of ``examples``."""
+    check_out_dir(out_dir)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     heads = head_labels(examples)
@@ -212,6 +213,7 @@ def retrain_head(base_model: Path, examples: Sequence[ds.Example], out_dir: Path
     """Replace the ``task`` (sentiment|emotion) head of a trained model with one trained on
     ``examples`` over the model's frozen embeddings; the encoder and other heads are unchanged,
     so intent predictions stay identical. Passes over the cached embeddings: ``10 * epochs``."""
+    check_out_dir(out_dir)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     base = NluModel.from_pretrained(base_model)

@@ -72,6 +72,9 @@ def test_refuses_to_overwrite_a_directory_that_is_not_a_model(tmp_path: Path) ->
     with pytest.raises(InvalidInput, match="exists and is not a model directory"), atomic_dir(tmp_path / "out"):
         pass
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+    data = write_csv(tmp_path / "d.csv", [(f"t{i}", label) for i in range(5) for label in "ab"])
+    with pytest.raises(InvalidInput, match="exists and is not a model directory"):  # before any training
+        training.train_from_files(data, tmp_path / "out", epochs=1, progress=False)
 
 
 def test_failed_write_leaves_no_partial_model(tmp_path: Path) -> None:

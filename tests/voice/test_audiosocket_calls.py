@@ -54,7 +54,7 @@ async def test_a_call_is_answered_and_handed_off_with_a_clean_hang_up() -> None:
     events: list[dict[str, str]] = []
     async with server(agent, events) as port, AudioSocketPhone("127.0.0.1", port, CALL) as phone:
         phone.say(np.concatenate([espeak_8k(LOST), silence_8k(0.2)]))
-        assert await wait_for(lambda: agent.results and phone.heard.media_frames > 100, 20)
+        assert await wait_for(lambda: agent.results and phone.heard.media_frames > 100, 60)
         first = agent.results[0]
         assert words(first.transcript.text) == words(LOST)
         assert first.nlu is not None and first.nlu.intent == "lost_or_stolen_card"
@@ -62,7 +62,7 @@ async def test_a_call_is_answered_and_handed_off_with_a_clean_hang_up() -> None:
         assert phone.heard.media_bytes == 320 * phone.heard.media_frames  # 20 ms of 16-bit 8 kHz PCM each
         await asyncio.sleep(4.0)  # let the reply finish
         phone.say(espeak_8k(PERSON))
-        assert await wait_for(lambda: phone.heard.closed, 20)
+        assert await wait_for(lambda: phone.heard.closed, 60)
         assert phone.hangup_received
     assert isinstance(agent.results[1].decision, Handoff)
     assert events == [{"event": "handoff", "conversation_id": CALL, "summary": "caller asked for a person"}]
@@ -74,7 +74,7 @@ async def test_dtmf_zero_over_audiosocket_hands_off() -> None:
     async with server(agent, events) as port, AudioSocketPhone("127.0.0.1", port, CALL) as phone:
         await asyncio.sleep(0.1)
         await phone.dtmf("0")
-        assert await wait_for(lambda: phone.hangup_received, 10)
+        assert await wait_for(lambda: phone.hangup_received, 60)
     assert agent.turns[0].dtmf == "0" and events and events[0]["conversation_id"] == CALL
 
 
@@ -112,7 +112,7 @@ async def test_unknown_types_are_ignored_and_the_call_goes_on() -> None:
         phone.writer.write(wire.encode(0x42, b"what is this") + wire.encode(0x02, b"") + wire.encode(wire.KIND_DTMF, b"xx"))
         phone.writer.write(wire.encode(wire.KIND_AUDIO, b"\x00" * 3))  # half a sample
         phone.say(np.concatenate([espeak_8k(LOST), silence_8k(0.2)]))
-        assert await wait_for(lambda: phone.heard.media_frames > 20, 15)
+        assert await wait_for(lambda: phone.heard.media_frames > 20, 60)
         assert not phone.heard.closed
 
 
@@ -133,11 +133,11 @@ async def test_a_broken_stream_ends_that_call_only_and_keeps_what_was_said(tail:
         writer.write_eof()
         await closed_by_server(reader)
         writer.close()
-        assert await wait_for(lambda: any(t.conversation_id == CALL for t in agent.turns), 5), what
+        assert await wait_for(lambda: any(t.conversation_id == CALL for t in agent.turns), 20), what
         saved = next(t for t in agent.turns if t.conversation_id == CALL)
         assert dict(saved.metadata)["end_of_turn"] == "hangup"
         other.say(np.concatenate([espeak_8k(LOST), silence_8k(0.2)]))
-        assert await wait_for(lambda: other.heard.media_frames > 20, 15)  # the other call is unharmed
+        assert await wait_for(lambda: other.heard.media_frames > 20, 60)  # the other call is unharmed
 
 
 async def test_an_absurd_length_closes_the_call() -> None:
@@ -172,11 +172,11 @@ async def test_a_line_that_stops_reading_is_dropped_and_others_continue() -> Non
 
         sender = asyncio.create_task(keep_sending())
         try:
-            assert await wait_for(sender.done, 25)  # the server dropped the connection: writing fails
+            assert await wait_for(sender.done, 60)  # the server dropped the connection: writing fails
         finally:
             sender.cancel()
             writer.close()
         async with AudioSocketPhone("127.0.0.1", port, str(uuid.uuid4())) as other:
             other.say(np.concatenate([espeak_8k(LOST), silence_8k(0.2)]))
-            assert await wait_for(lambda: other.heard.media_frames > 20, 15)
+            assert await wait_for(lambda: other.heard.media_frames > 20, 60)
 

@@ -65,19 +65,19 @@ async def test_twilio_call_through_the_http_app_with_the_real_agent(agent: Agent
 
 async def _lost_card_then_a_person(phone: TwilioPhone, twilio_api: TwilioApi) -> None:
     phone.say(np.concatenate([espeak_8k(LOST), silence_8k(0.2)]))
-    assert await wait_for(lambda: phone.heard.echoed, 30), phone.heard
+    assert await wait_for(lambda: phone.heard.echoed, 60), phone.heard
     assert phone.heard.media_frames > 20
-    await wait_for(lambda: not phone.heard.marks or len(phone.heard.echoed) == len(phone.heard.marks), 30)
+    await wait_for(lambda: not phone.heard.marks or len(phone.heard.echoed) == len(phone.heard.marks), 60)
     await asyncio.sleep(0.5)
     phone.say(espeak_8k(PERSON))
-    assert await wait_for(lambda: twilio_api.requests, 30)
+    assert await wait_for(lambda: twilio_api.requests, 60)
 
 
 async def test_agent_please_with_the_real_agent(agent: Agent, twilio_api: TwilioApi) -> None:
     speech = piper_8k("Agent, please.")
     async with twilio_server(agent) as base, TwilioPhone(f"ws://{base}/twilio/media", call_sid="CA" + "e" * 32) as phone:
         phone.say(speech)
-        assert await wait_for(lambda: twilio_api.requests, 30)
+        assert await wait_for(lambda: twilio_api.requests, 60)
     _, turns = await agent.dialogue.get_conversation("CA" + "e" * 32)
     assert turns[0].intent == "talk_to_human" and turns[-1].decision == "handoff"
 
@@ -90,10 +90,10 @@ async def test_audiosocket_call_with_the_real_agent(agent: Agent) -> None:
     try:
         async with AudioSocketPhone("127.0.0.1", port, call) as phone:
             phone.say(np.concatenate([espeak_8k(LOST), silence_8k(0.2)]))
-            assert await wait_for(lambda: phone.heard.media_frames > 20, 30)
+            assert await wait_for(lambda: phone.heard.media_frames > 20, 60)
             await asyncio.sleep(1.0)
             await phone.dtmf("0")
-            assert await wait_for(lambda: phone.hangup_received, 30)
+            assert await wait_for(lambda: phone.hangup_received, 60)
     finally:
         server.close()
         await server.wait_closed()
