@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import os
 import uuid
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see agent/cli.py
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,22 @@ def read_8k(path: Path) -> np.ndarray:
 
     samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
     return resample(samples.mean(axis=1), int(rate), TELEPHONE_RATE)
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def heard_as(heard: str, said: str, *, max_errors: int = 1) -> bool:
+    """Whisper heard ``said``, give or take ``max_errors`` words (tiny.en hears espeak-ng's
+    "credit card" as "credits card" now and then)."""
+    a, b = words(heard), words(said)
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1] <= max_errors
 
 
 def silence_8k(seconds: float) -> np.ndarray:

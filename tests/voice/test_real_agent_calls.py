@@ -5,7 +5,6 @@ real voice, over real sockets for both gateways."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,17 +17,21 @@ from agent.errors import NotFound
 from agent.runtime import Agent, load_agent
 from agent.voice import serve_audiosocket
 from tests.voice.conftest import ACCOUNT_SID, AUTH_TOKEN, TwilioApi, serve_app, twilio_server
-from tests.voice.phone import AudioSocketPhone, TwilioPhone, espeak_8k, piper_8k, silence_8k, wait_for
+from tests.voice.phone import (
+    AudioSocketPhone,
+    TwilioPhone,
+    espeak_8k,
+    heard_as,
+    piper_8k,
+    silence_8k,
+    wait_for,
+)
 from tests.voice.test_twilio_calls import answer_call
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(3600)]  # may train the model
 
 LOST = "I lost my credit card"
 PERSON = "I want to talk to a person"
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 @pytest.fixture
@@ -54,9 +57,9 @@ async def test_twilio_call_through_the_http_app_with_the_real_agent(agent: Agent
             await _lost_card_then_a_person(phone, twilio_api)
     _, turns = await agent.dialogue.get_conversation(call)
     user_turns = [t for t in turns if t.role == "user"]
-    assert words(user_turns[0].text) == words(LOST) and user_turns[0].intent == "lost_or_stolen_card"
+    assert heard_as(user_turns[0].text, LOST) and user_turns[0].intent == "lost_or_stolen_card"
     assert user_turns[0].channel == "voice" and user_turns[0].audio_duration_s
-    assert words(user_turns[1].text) == words(PERSON) and user_turns[1].intent == "talk_to_human"
+    assert heard_as(user_turns[1].text, PERSON) and user_turns[1].intent == "talk_to_human"
     assert [t.decision for t in turns if t.role != "user"][-1] == "handoff"
     assert twilio_api.requests[0]["path"].endswith(f"/Calls/{call}.json")
     profile = await agent.dialogue.get_profile(parameters["user_id"])  # the hashed number keys the profile
