@@ -276,7 +276,7 @@ def build_set(out_dir: Path, config: AgentConfig, *, set_config: SetConfig | Non
                 "counts": _counts(examples), "voices": {"train": [v.label for v in MS.TRAIN_VOICES],
                                                         "test": [v.label for v in MS.test_voices()]},
                 "asr": {"model": config.asr.model_name, "backend": config.asr.backend},
-                "seconds": {"images": round(t1 - t0, 1), "speech": round(t2 - t1, 1)}}
+                "seconds_this_build": {"images": round(t1 - t0, 1), "speech": round(t2 - t1, 1)}}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out_dir
 
