@@ -32,6 +32,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API holds an event loop while it is open."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def _redis_answers(url: str) -> bool:
     import redis
 

@@ -140,7 +140,7 @@ def token_server(trained_model_dir: Path) -> Iterator[LiveServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # Playwright's sync API keeps a loop running: close it before other tests
 def chromium() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's chromium, or set AGENT_TEST_CHROMIUM)")
