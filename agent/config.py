@@ -206,6 +206,8 @@ class VisionConfig:
     max_pixels: int = 40_000_000
     blob_dir: Path | None = None  # None: images stored in the tracker store with a TTL
     kind_head_dir: Path | None = None  # a trained image-kind head; None: the default, trained on first use
+    prepare_on_start: bool = True  # load the encoder and OCR (and train the default head) when the agent starts
+    startup_wait_s: float = 20.0  # an image turn waits this long for image understanding that is still starting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

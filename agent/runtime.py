@@ -8,6 +8,7 @@ threads (``asyncio.to_thread``); storage is async. This module holds no model co
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -70,6 +71,7 @@ class Agent:
         self._vad_factory = vad_factory
         self._fusion_loader = fusion_loader
         self._built: dict[str, Any] = {}
+        self._building: dict[str, concurrent.futures.Future[Any]] = {}
         self._build_lock = threading.Lock()
         self._nlu: Any = None
         self._knowledge: Any = None
@@ -77,6 +79,7 @@ class Agent:
         self._nlu_error: str | None = None
         self._start_task: asyncio.Task[None] | None = None
         self._text_batcher: TextBatcher | None = None
+        self.prepare_parts: tuple[str, ...] = ()  # lazily built parts to start building once the text model is up
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -92,6 +95,9 @@ class Agent:
                 self._fusion = await asyncio.to_thread(self._fusion_loader)
             self._nlu_error = None
             log.info("text model ready (%d intents)", len(getattr(self._nlu, "labels", ())))
+            for name in self.prepare_parts:  # in the background: the first picture need not wait
+                if self._factories.get(name) is not None:
+                    self._ensure_building(name)
         except Exception as e:  # the server stays up and reports not ready
             self._nlu_error = f"{type(e).__name__}: {e}"
             log.exception("text model failed to load")
@@ -124,6 +130,11 @@ class Agent:
             status["state_store"] = "ok"
         except DependencyUnavailable as e:
             status["state_store"] = str(e)
+        building = self._building.get("image_analyzer")
+        if "image_analyzer" in self._built:
+            status["images"] = "ok"
+        elif building is not None:
+            status["images"] = "preparing" if not building.done() else "failed (retried on the next picture)"
         if self._nlu is not None:
             status["model"] = "ok"
         elif self._nlu_error:
@@ -134,16 +145,54 @@ class Agent:
 
     # --- lazily built parts (voice and vision load only when first used) -------------------
 
-    def _part(self, name: str) -> Any:
-        if name in self._built:
-            return self._built[name]
+    def _ensure_building(self, name: str) -> concurrent.futures.Future[Any]:
+        """The build of a part, started in its own thread if it is not running; a failed build is retried."""
         factory = self._factories.get(name)
         if factory is None:
             raise DependencyUnavailable(f"no {name.replace('_', ' ')} is configured")
         with self._build_lock:
-            if name not in self._built:
-                self._built[name] = factory()
-        return self._built[name]
+            future = self._building.get(name)
+            if future is None or (future.done() and future.exception() is not None):
+                future = concurrent.futures.Future()
+                self._building[name] = future
+
+                def build(future: concurrent.futures.Future[Any] = future) -> None:
+                    try:
+                        value = factory()
+                    except BaseException as e:  # handed to whoever waits for the part
+                        log.warning("building the %s failed: %s", name.replace("_", " "), type(e).__name__)
+                        future.set_exception(e)
+                    else:
+                        self._built[name] = value
+                        future.set_result(value)
+
+                threading.Thread(target=build, name=f"build-{name}", daemon=True).start()
+            return future
+
+    def _part(self, name: str) -> Any:
+        """A lazily built part; blocks until it is built (from worker threads and synchronous code)."""
+        if name in self._built:
+            return self._built[name]
+        return self._ensure_building(name).result()
+
+    async def _part_within(self, name: str, wait_s: float, what: str) -> Any:
+        """A lazily built part, waiting at most ``wait_s`` for a build in progress."""
+        if name in self._built:
+            return self._built[name]
+        future = self._ensure_building(name)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout=wait_s)
+        except TimeoutError:
+            raise DependencyUnavailable(
+                f"{what} is still starting (on a first start it prepares its models, which takes a few "
+                f"minutes); try again shortly"
+            ) from None
+        except (DependencyUnavailable, InvalidInput):
+            raise
+        except Exception as e:  # the next request starts a new build
+            raise DependencyUnavailable(
+                f"{what} failed to start ({type(e).__name__}); it is tried again on the next request"
+            ) from e
 
     @property
     def recognizer(self) -> SpeechRecognizer:
@@ -219,7 +268,8 @@ class Agent:
         return await asyncio.to_thread(self.recognizer.transcribe, clip, with_features=want_features)
 
     async def _analyze_image(self, image: ImageInput) -> ImageAnalysis:
-        return await asyncio.to_thread(self.image_analyzer.analyze, image)
+        analyzer = await self._part_within("image_analyzer", self.config.vision.startup_wait_s, "image understanding")
+        return await asyncio.to_thread(analyzer.analyze, image)
 
     async def _understand(
         self, text: str, transcript: Transcript | None, image: ImageAnalysis | None
@@ -332,8 +382,12 @@ def _prefer_image_reading(text_nlu: NluResult | None, image_nlu: NluResult) -> N
 # --- wiring ---------------------------------------------------------------------------------
 
 
-def load_agent(config: AgentConfig | None = None) -> Agent:
-    """Build an agent from configuration. Models load in ``Agent.start()`` (or lazily)."""
+def load_agent(config: AgentConfig | None = None, *, serving: bool = False) -> Agent:
+    """Build an agent from configuration. Models load in ``Agent.start()`` (or lazily).
+
+    ``serving=True`` (``agent serve``, the Rasa action server): once the text model is up, image
+    understanding starts loading in the background (``vision.prepare_on_start``), so the first
+    picture a customer sends does not wait for it."""
     from dialogue.domain import load_domain
     from dialogue.service import DialogueService, make_store
 
@@ -341,7 +395,7 @@ def load_agent(config: AgentConfig | None = None) -> Agent:
     domain = load_domain(config.domain.path).with_overrides(config.policy)
     store = make_store(config.store)  # Redis when AGENT_REDIS_URL is set, else in memory
     dialogue = DialogueService(store, domain, max_retries=config.store.max_retries)
-    return Agent(
+    agent = Agent(
         config=config,
         dialogue=dialogue,
         nlu_loader=lambda: _load_nlu(config),  # the fine-tuned text model (trained on first start)
@@ -354,6 +408,9 @@ def load_agent(config: AgentConfig | None = None) -> Agent:
         ),  # encoder + OCR + kind + fields
         fusion_loader=lambda: _load_fusion(config),  # learned fusion when a trained one exists
     )
+    if serving and config.vision.prepare_on_start:
+        agent.prepare_parts = ("image_analyzer",)
+    return agent
 
 
 def _load_nlu(config: AgentConfig) -> Any:

@@ -18,7 +18,7 @@ def serve(config: AgentConfig, *, host: str | None = None, port: int | None = No
 
     host = host or config.server.host
     port = config.server.port if port is None else port
-    agent = load_agent(config)
+    agent = load_agent(config, serving=True)
     app = create_app(agent)
     store = config.store.redis_url_for_logs if config.store.redis_url else "in-memory"
     log.info("serving on http://%s:%d (state store: %s)", host, port, store)

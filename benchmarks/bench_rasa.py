@@ -109,6 +109,7 @@ def measure(server: ActionServerProcess, action: str, texts: list[str], args: ar
 
 def server_env(args: argparse.Namespace, prefix: str) -> dict[str, str]:
     env = {"AGENT_REDIS_URL": args.redis_url, "AGENT_KEY_PREFIX": prefix, "AGENT_NLU_THREADS": str(args.threads),
+           "AGENT_VISION_PREPARE_ON_START": "0",  # text turns only: no image models loading meanwhile
            "AGENT_LOG_LEVEL": "WARNING", "AGENT_RASA_START_TIMEOUT_S": "3600"}
     if args.models == "fake":
         env["AGENT_RASA_AGENT_FACTORY"] = "tests.channels.rasa_fake_agent:build_agent"

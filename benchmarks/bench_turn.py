@@ -112,6 +112,7 @@ def start_server(model_dir: Path, redis_url: str | None, micro_batch: int) -> tu
     port = free_port()
     env = {**os.environ, "AGENT_MODEL_DIR": str(model_dir), "AGENT_PORT": str(port),
            "AGENT_NLU_MICRO_BATCH": str(micro_batch), "AGENT_LOG_LEVEL": "WARNING",
+           "AGENT_VISION_PREPARE_ON_START": "0",  # text turns only: no image models loading meanwhile
            "AGENT_KEY_PREFIX": f"bench-http-{random.randrange(1 << 30)}"}
     if redis_url:
         env["AGENT_REDIS_URL"] = redis_url

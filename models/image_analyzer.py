@@ -15,6 +15,7 @@ baseline)::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import logging
@@ -256,16 +257,21 @@ def default_head(
     folder = cache_dir / "image-kind" / f"{encoder_name(encoder)}-{key}"
     if (folder / "weights.npz").is_file():
         return KindHead.load(folder)
-    log.info("training the image-kind head (%d pictures) into %s", len(items), folder)
-    head = train_kind_head(items, encoder, ocr, ocr_per_kind=ocr_per_kind, seed=seed)
-    head = replace(head, info=head.info | {"fingerprint": key, "shared": shared_images_dir is not None})
-    staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    head.save(staging)
-    try:
-        staging.rename(folder)  # atomic: readers see a whole head or none
-    except OSError:  # another process finished first; keep theirs
-        shutil.rmtree(staging, ignore_errors=True)
-    return head
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f"{folder.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once train it once; the other waits
+        if (folder / "weights.npz").is_file():
+            return KindHead.load(folder)
+        log.info("training the image-kind head (%d pictures) into %s", len(items), folder)
+        head = train_kind_head(items, encoder, ocr, ocr_per_kind=ocr_per_kind, seed=seed)
+        head = replace(head, info=head.info | {"fingerprint": key, "shared": shared_images_dir is not None})
+        staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        head.save(staging)
+        try:
+            staging.rename(folder)  # atomic: readers see a whole head or none
+        except OSError:  # another process finished first; keep theirs
+            shutil.rmtree(staging, ignore_errors=True)
+        return head
 
 
 def load_image_analyzer(

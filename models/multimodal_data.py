@@ -24,7 +24,7 @@ Layout of the set directory (``--out``)::
 
 Clips and pictures are cached by key, so a rebuild with other sizes reuses earlier work. Run::
 
-    python -m models.multimodal_data --out DIR [--banking77 ../shared/data/banking77] [--tiny]
+    python -m models.multimodal_data --out DIR [--banking77 ../shared/data/banking77] [--tiny | --scale 0.5]
 """
 
 from __future__ import annotations
@@ -73,6 +73,20 @@ class SetConfig:
     rate_wpm: tuple[int, int] = (140, 175)
     snr_db: tuple[float, float] = (15.0, 30.0)
     ocr: bool = True
+
+    def scaled(self, factor: float) -> SetConfig:
+        """Every count (sentences, pictures, messages per picture) times ``factor``, rounded, at
+        least 1 where it was at least 1: ``--scale 0.5`` builds about half the default set in
+        about half the time, with the same voices, templates and held-out splits."""
+        if not 0.0 < factor <= 1.0:
+            raise ValueError(f"scale: expected a factor in (0, 1], got {factor}")
+
+        def n(x: int) -> int:
+            return max(1, round(x * factor)) if x else 0
+
+        return replace(self, spoken=tuple(map(n, self.spoken)), deciding=tuple(map(n, self.deciding)),
+                       irrelevant=tuple(map(n, self.irrelevant)),
+                       irrelevant_texts_per_picture=tuple(map(n, self.irrelevant_texts_per_picture)))
 
     @classmethod
     def tiny(cls) -> SetConfig:
@@ -342,9 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a few examples of each kind (tests)")
     parser.add_argument("--no-ocr", action="store_true", help="skip OCR of the pictures (faster)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="every count times this factor (0.5: about half the default set and build time)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     set_config = replace(SetConfig.tiny() if args.tiny else SetConfig(), seed=args.seed)
+    if args.scale != 1.0:
+        set_config = set_config.scaled(args.scale)
     if args.no_ocr:
         set_config = replace(set_config, ocr=False)
     out = build_set(args.out, AgentConfig.from_env(), set_config=set_config, banking77_dir=args.banking77)

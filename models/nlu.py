@@ -195,6 +195,13 @@ class NluModel:
     def understand_batch(self, texts: Sequence[str]) -> list[NluResult]:
         return self._results(self.forward(texts)) if len(texts) else []
 
+    def understand_batch_with_embeddings(self, texts: Sequence[str]) -> list[tuple[NluResult, np.ndarray]]:
+        """Several messages in one forward pass: (NluResult, L2-normalised embedding) per message."""
+        if len(texts) == 0:
+            return []
+        out = self.forward(texts)
+        return list(zip(self._results(out), _normalise(out["pooled"])))
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(n, d) float32 L2-normalised sentence embeddings (the knowledge base's space)."""
         if len(texts) == 0:

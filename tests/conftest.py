@@ -99,3 +99,17 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache_dir = Path(cache) if cache else tmp_path_factory.mktemp("model-cache")
     config = replace(DEFAULT_CONFIG, epochs=int(os.environ.get("AGENT_TEST_EPOCHS", "4")))
     return ensure_default_model(ROOT / "assets" / "domain.yaml", cache_dir, progress=False, config=config)
+
+
+@pytest.fixture(scope="session")
+def image_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the runtime's default image-kind head (trained once per session, as
+    ``load_image_analyzer`` does on a first start), for tests that start a server which must
+    answer its first picture at once. ``AGENT_CACHE_DIR`` when set, so local runs reuse it."""
+    from agent.config import VisionConfig
+    from models.image_analyzer import load_image_analyzer
+
+    cache = os.environ.get("AGENT_CACHE_DIR")
+    cache_dir = Path(cache) if cache else tmp_path_factory.mktemp("image-cache")
+    load_image_analyzer(VisionConfig(), cache_dir)
+    return cache_dir

@@ -104,3 +104,56 @@ def test_oversized_upload_and_malformed_multipart(client: TestClient) -> None:
                               headers={"content-type": "multipart/form-data"})
     assert no_boundary.status_code == 400
     assert client.get("/v1/conversations/img5").status_code == 404
+
+
+class SlowAnalyzer(FakeAnalyzer):
+    """Stands in for a first start, where the image-kind head is trained before the first picture."""
+
+    gate = None  # a threading.Event the test opens
+
+    def __init__(self) -> None:
+        assert SlowAnalyzer.gate is not None
+        SlowAnalyzer.gate.wait(30)
+
+
+def test_image_understanding_still_starting_is_503_and_records_nothing_then_works() -> None:
+    import threading
+
+    SlowAnalyzer.gate = threading.Event()
+    config = AgentConfig.from_env({"AGENT_VISION_STARTUP_WAIT_S": "0.3"})
+    agent = Agent(config=config, dialogue=DialogueService(make_store(config.store), load_domain(config.domain.path)),
+                  nlu_loader=FakeNlu, image_analyzer_factory=SlowAnalyzer)
+    agent.prepare_parts = ("image_analyzer",)  # as `agent serve` does: starts building once the text model is up
+    with TestClient(create_app(agent, wait_for_model=True)) as c:
+        assert c.get("/readyz").json()["images"] == "preparing"
+        assert c.get("/readyz").status_code == 200  # text turns are served meanwhile
+        r = c.post("/v1/conversations/slow1/turns", data={"text": "what is this?"},
+                   files={"image": ("r.png", png(), "image/png")})
+        assert r.status_code == 503 and "image understanding is still starting" in r.json()["error"]
+        assert c.get("/v1/conversations/slow1").status_code == 404  # the refused turn left nothing
+        assert c.post("/v1/conversations/slow1/turns", json={"text": "hello"}).status_code == 200
+        SlowAnalyzer.gate.set()
+        r = c.post("/v1/conversations/slow1/turns", data={"text": "what is this?"},
+                   files={"image": ("r.png", png(), "image/png")})
+        assert r.status_code == 200 and r.json()["image"]["kind"] == "receipt"
+        assert c.get("/readyz").json()["images"] == "ok"
+
+
+def test_a_failed_image_build_is_retried_on_the_next_picture() -> None:
+    attempts = []
+
+    def flaky() -> FakeAnalyzer:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("disk full while training the head")
+        return FakeAnalyzer()
+
+    config = AgentConfig()
+    agent = Agent(config=config, dialogue=DialogueService(make_store(config.store), load_domain(config.domain.path)),
+                  nlu_loader=FakeNlu, image_analyzer_factory=flaky)
+    with TestClient(create_app(agent, wait_for_model=True)) as c:
+        first = c.post("/v1/conversations/flaky1/turns", files={"image": ("r.png", png(), "image/png")})
+        assert first.status_code == 503 and "failed to start (OSError)" in first.json()["error"]
+        second = c.post("/v1/conversations/flaky1/turns", files={"image": ("r.png", png(), "image/png")})
+        assert second.status_code == 200, second.text
+        assert len(attempts) == 2

@@ -296,5 +296,5 @@ def make_runtime_client(config: AgentConfig) -> RuntimeClient:
     else:
         from agent.runtime import load_agent
 
-        agent = load_agent(config)
+        agent = load_agent(config, serving=True)
     return InProcessRuntime(agent, start_timeout_s=config.rasa.start_timeout_s)

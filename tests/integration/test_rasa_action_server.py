@@ -255,8 +255,9 @@ def model_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_real_model_behind_the_action_server(redis_url, prefix, model_env) -> None:
-    env = {"AGENT_REDIS_URL": redis_url, "AGENT_KEY_PREFIX": prefix, "AGENT_NLU_THREADS": "2", **model_env}
+def test_real_model_behind_the_action_server(redis_url, prefix, model_env, image_cache_dir) -> None:
+    env = {"AGENT_REDIS_URL": redis_url, "AGENT_KEY_PREFIX": prefix, "AGENT_NLU_THREADS": "2",
+           "AGENT_CACHE_DIR": str(image_cache_dir), **model_env}
     with ActionServerProcess(env) as real:
         stolen = slots_of(post(real, webhook("action_agent_respond", "rasa-real-1",
                                              [("user", "I think my card was stolen on the bus")])))

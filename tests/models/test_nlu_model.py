@@ -112,6 +112,12 @@ def test_batch_matches_single(tiny_model: NluModel) -> None:
         single = tiny_model.understand(text)
         assert r.intent == single.intent and r.confidence == pytest.approx(single.confidence, abs=1e-4)
     assert tiny_model.understand_batch([]) == []
+    paired = tiny_model.understand_batch_with_embeddings(texts)
+    for text, (r, vector) in zip(texts, paired, strict=True):
+        single, single_vector = tiny_model.understand_with_embedding(text)
+        assert r.intent == single.intent and vector.shape == (384,)
+        assert np.allclose(vector, single_vector, atol=1e-4)
+    assert tiny_model.understand_batch_with_embeddings([]) == []
 
 
 def test_bad_text_is_invalid_input(tiny_model: NluModel) -> None:
