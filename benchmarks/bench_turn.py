@@ -53,12 +53,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def in_process(model_dir: Path, redis_url: str | None, fake: bool, turns: int) -> dict[str, float]:
+async def in_process(model_dir: Path, redis_url: str | None, fake: bool, turns: int,
+                     extra_env: dict[str, str]) -> dict[str, float]:
     from agent.config import AgentConfig
     from agent.messages import UserTurn
     from agent.runtime import load_agent
 
-    env = {"AGENT_MODEL_DIR": str(model_dir), "AGENT_KEY_PREFIX": f"bench-{random.randrange(1 << 30)}"}
+    env = {"AGENT_MODEL_DIR": str(model_dir), "AGENT_KEY_PREFIX": f"bench-{random.randrange(1 << 30)}", **extra_env}
     if redis_url:
         env["AGENT_REDIS_URL"] = redis_url
     agent = load_agent(AgentConfig.from_env(env))
@@ -108,12 +109,13 @@ async def http_load(port: int, clients: int, seconds: float) -> dict[str, float]
             "p95_ms": pct(latencies, 0.95), "errors": errors, "n": len(latencies)}
 
 
-def start_server(model_dir: Path, redis_url: str | None, micro_batch: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(model_dir: Path, redis_url: str | None, micro_batch: int,
+                 extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**os.environ, "AGENT_MODEL_DIR": str(model_dir), "AGENT_PORT": str(port),
            "AGENT_NLU_MICRO_BATCH": str(micro_batch), "AGENT_LOG_LEVEL": "WARNING",
            "AGENT_VISION_PREPARE_ON_START": "0",  # text turns only: no image models loading meanwhile
-           "AGENT_KEY_PREFIX": f"bench-http-{random.randrange(1 << 30)}"}
+           "AGENT_KEY_PREFIX": f"bench-http-{random.randrange(1 << 30)}", **extra_env}
     if redis_url:
         env["AGENT_REDIS_URL"] = redis_url
     proc = subprocess.Popen([sys.executable, "-m", "agent", "serve"], env=env, cwd=ROOT,
@@ -140,6 +142,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each HTTP load stage")
     parser.add_argument("--device", default="cpu", help="only cpu is supported by this script")
+    parser.add_argument("--quantize", action="store_true", help="dynamic int8 text model (nlu.quantize)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of the text model (0: torch's default)")
+    parser.add_argument("--skip-in-process", action="store_true")
     args = parser.parse_args()
 
     model_dir = args.model_dir
@@ -150,14 +155,16 @@ def main() -> None:
         config = AgentConfig.from_env()
         model_dir = ensure_default_model(config.domain.path, config.nlu.cache_dir)
     redis_url = args.redis_url or None
+    extra_env = {"AGENT_NLU_QUANTIZE": "1" if args.quantize else "0", "AGENT_NLU_THREADS": str(args.threads)}
     rows: dict[str, dict[str, float]] = {}
-    for store in ("memory", "redis") if redis_url else ("memory",):
+    for store in () if args.skip_in_process else ("memory", "redis") if redis_url else ("memory",):
         for fake in (True, False):
             name = f"in-process {store:<6} {'fake NLU (baseline)' if fake else 'real model'}"
-            rows[name] = asyncio.run(in_process(model_dir, redis_url if store == "redis" else None, fake, args.turns))
+            rows[name] = asyncio.run(in_process(model_dir, redis_url if store == "redis" else None, fake, args.turns,
+                                               extra_env))
             print(f"{name:<45} p50 {rows[name]['p50_ms']:7.2f} ms  p95 {rows[name]['p95_ms']:7.2f} ms", flush=True)
     for micro_batch in (1, 32):
-        proc, port = start_server(model_dir, redis_url, micro_batch)
+        proc, port = start_server(model_dir, redis_url, micro_batch, extra_env)
         try:
             asyncio.run(http_load(port, args.clients, 3.0))  # burn-in
             name = f"HTTP {args.clients} clients, micro-batch {micro_batch}{' (baseline)' if micro_batch == 1 else ''}"
@@ -170,7 +177,7 @@ def main() -> None:
               f"  errors {r['errors']}", flush=True)
     record = {"bench": "turn", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": _commit(),
               "machine": f"{platform.machine()} {os.cpu_count()} cpus (shared)", "load": os.getloadavg()[0],
-              "model_dir": str(model_dir), "results": rows}
+              "model_dir": str(model_dir), "quantize": args.quantize, "threads": args.threads, "results": rows}
     out = ROOT / "benchmarks" / "results" / "bench_turn.jsonl"
     with out.open("a") as f:
         f.write(json.dumps(record) + "\n")
