@@ -425,7 +425,8 @@ def _load_nlu(config: AgentConfig) -> Any:
     if model_dir is None:
         model_dir = ensure_default_model(config.domain.path, config.nlu.cache_dir, progress=True)
     return NluModel.from_pretrained(
-        model_dir, device=config.nlu.device, quantize=config.nlu.quantize, max_seq_len=config.nlu.max_seq_len
+        model_dir, device=config.nlu.device, quantize=config.nlu.quantize and config.nlu.device == "cpu",
+        max_seq_len=config.nlu.max_seq_len,
     )
 
 

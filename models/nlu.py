@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,9 @@ class NluModel:
         if quantize:
             if device != "cpu":
                 raise InvalidInput(f"quantize=True needs device 'cpu', got {device!r}")
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            with warnings.catch_warnings():  # torch 2.14 announces the quantized-tensor API's future removal
+                warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*", category=UserWarning)
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         model.to(device)
         return cls(model, load_tokenizer(path), meta, max_seq_len=max_seq_len, quantized=quantize)
 
