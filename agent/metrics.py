@@ -26,6 +26,11 @@ ERRORS = Counter(
     "agent_errors_total", "Turns that failed, by error class and channel", ["error", "channel"], registry=REGISTRY
 )
 
+FALLBACKS = Counter(
+    "agent_fusion_fallbacks_total", "Voice and image turns the text path answered because the fusion model failed",
+    ["error"], registry=REGISTRY,
+)
+
 
 def observe_turn(channel: str, decision: PolicyDecision, latency_s: float) -> None:
     TURNS.labels(channel=channel).inc()

@@ -301,6 +301,9 @@ class Agent:
                 nlu = self._fusion.understand(text=text, transcript=transcript, image=image)
             except InvalidInput as e:  # unusable features: answer from the text path instead
                 log.warning("fusion model rejected this turn's features, using the text path: %s", e)
+            except Exception as e:  # a failing fusion model must not fail the turn: the text path answers
+                log.error("fusion model failed (%s), using the text path", type(e).__name__, exc_info=True)
+                metrics.FALLBACKS.labels(error=type(e).__name__).inc()
         if nlu is None and text:
             nlu, embedding = model.understand_with_embedding(text)
         if nlu is not None and nlu.path == "fusion":

@@ -157,3 +157,30 @@ def test_a_failed_image_build_is_retried_on_the_next_picture() -> None:
         second = c.post("/v1/conversations/flaky1/turns", files={"image": ("r.png", png(), "image/png")})
         assert second.status_code == 200, second.text
         assert len(attempts) == 2
+
+
+class BrokenFusion:
+    """A fusion model that fails on every turn (a bug, a corrupted file, out of memory)."""
+
+    calls = 0
+
+    def understand(self, **_: object) -> None:
+        BrokenFusion.calls += 1
+        raise RuntimeError("shape mismatch in the fusion model")
+
+
+def test_a_failing_fusion_model_falls_back_to_the_text_path() -> None:
+    from agent import metrics
+
+    config = AgentConfig()
+    agent = Agent(config=config, dialogue=DialogueService(make_store(config.store), load_domain(config.domain.path)),
+                  nlu_loader=FakeNlu, image_analyzer_factory=FakeAnalyzer, fusion_loader=BrokenFusion)
+    before = metrics.FALLBACKS.labels(error="RuntimeError")._value.get()
+    with TestClient(create_app(agent, wait_for_model=True)) as c:
+        r = c.post("/v1/conversations/fusion1/turns", data={"text": "I lost my card"},
+                   files={"image": ("r.png", png(), "image/png")})
+        assert r.status_code == 200, r.text
+        assert r.json()["nlu"]["path"] != "fusion" and r.json()["nlu"]["intent"]
+        assert BrokenFusion.calls == 1
+        assert metrics.FALLBACKS.labels(error="RuntimeError")._value.get() == before + 1
+        assert "agent_fusion_fallbacks_total" in c.get("/metrics").text
