@@ -257,8 +257,9 @@ def default_head(
     folder = cache_dir / "image-kind" / f"{encoder_name(encoder)}-{key}"
     if (folder / "weights.npz").is_file():
         return KindHead.load(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(f"{folder.name}.lock"), "w") as lock:
+    locks = Path(cache_dir) / ".locks"  # beside, not inside, image-kind/: that folder holds only heads
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"image-kind-{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once train it once; the other waits
         if (folder / "weights.npz").is_file():
             return KindHead.load(folder)

@@ -113,8 +113,12 @@ class Speaker:
         try:
             for sentence in sentences:
                 await queue.put(await in_background(self._audio_of, sentence))
-        finally:
-            await queue.put(None)
+        except asyncio.CancelledError:
+            raise  # the consumer has stopped (hang-up, barge-in): no end marker, which could wait forever
+        except BaseException:
+            await queue.put(None)  # wake the consumer; `await producer` then re-raises the error
+            raise
+        await queue.put(None)
 
     def _audio_of(self, sentence: str) -> bytes:
         """Synthesise and encode one sentence (in a worker thread: the voice may load on first use)."""

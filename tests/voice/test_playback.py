@@ -88,3 +88,19 @@ async def test_a_closed_gateway_raises_call_closed() -> None:
     speaker = Speaker(transport, lambda: SlowSynthesizer(0.0))
     with pytest.raises(CallClosed):
         await speaker.speak("Hello.", reply_id="r1")
+
+
+async def test_a_line_closed_mid_reply_leaves_no_synthesis_task_behind() -> None:
+    """Regression: the synthesis task, cancelled with its queue full, used to wait forever to
+    post its end marker, which hung the event loop's shutdown."""
+    transport = RecordingTransport()
+    speaker = Speaker(transport, lambda: SlowSynthesizer(0.0), lead_ms=60)
+    sentences = " ".join(f"Sentence number {i} of a long answer." for i in range(8))
+    speaking = asyncio.create_task(speaker.speak(sentences, reply_id="r1"))
+    await asyncio.sleep(0.3)  # the first second of audio is playing; the queue is full behind it
+    transport.closed = True
+    with pytest.raises(CallClosed):
+        await speaking
+    await asyncio.sleep(0.1)
+    leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert leftovers == [], leftovers
