@@ -15,28 +15,28 @@ from agent.errors import InvalidInput
 META_FILE = "nlu.json"  # written last: its presence marks a complete model directory
 
 
-def check_out_dir(out_dir: Path) -> Path:
-    """InvalidInput unless ``out_dir`` is new, empty, or a model directory (which may be replaced).
-    Called before training too, so a bad path fails at once, not after the training."""
+def check_out_dir(out_dir: Path, *, meta_file: str = META_FILE, what: str = "model directory") -> Path:
+    """InvalidInput unless ``out_dir`` is new, empty, or a ``what`` (marked by ``meta_file``, which may
+    be replaced). Called before training too, so a bad path fails at once, not after the training."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / META_FILE).exists())):
-        raise InvalidInput(f"output {out_dir}: exists and is not a model directory; expected a new or "
-                           "empty path, or a model directory to replace")
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / meta_file).exists())):
+        raise InvalidInput(f"output {out_dir}: exists and is not a {what}; expected a new or "
+                           f"empty path, or a {what} to replace")
     return out_dir
 
 
 @contextmanager
-def atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield an empty temporary directory next to ``out_dir``; on success it replaces
-    ``out_dir`` (a previous model there is removed), on error it is deleted."""
-    out_dir = check_out_dir(out_dir)
+def atomic_dir(out_dir: Path, *, meta_file: str = META_FILE, what: str = "model directory") -> Iterator[Path]:
+    """Yield an empty temporary directory next to ``out_dir``; on success (``meta_file`` written)
+    it replaces ``out_dir`` (a previous one there is removed), on error it is deleted."""
+    out_dir = check_out_dir(out_dir, meta_file=meta_file, what=what)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
-        if not (tmp / META_FILE).exists():
-            raise RuntimeError(f"model directory is incomplete: {META_FILE} was not written")
+        if not (tmp / meta_file).exists():
+            raise RuntimeError(f"{what} is incomplete: {meta_file} was not written")
         old = None
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"

@@ -23,9 +23,7 @@ import json
 import logging
 import shutil
 import threading
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -226,10 +224,10 @@ class FusionModel:
         (file name -> source path, text, or JSON-able dict)."""
         from safetensors.torch import save_file
 
-        from models.artifacts import write_json
+        from models.artifacts import atomic_dir, write_json
 
         meta = dict(self.meta)
-        with _atomic_dir(Path(path)) as tmp:
+        with atomic_dir(Path(path), meta_file=META_FILE, what="fusion model directory") as tmp:
             state = {k: v.detach().contiguous().cpu() for k, v in self.module.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_FILE))
             if text_trained:
@@ -296,30 +294,6 @@ def build_meta(*, config: FusionConfig, intent_classes: Sequence[str], head_size
     return {"format": FORMAT_VERSION, "config": asdict(config), "intent_classes": list(intent_classes),
             "head_sizes": head_sizes, "temperature": temperature, "ocr_max_tokens": OCR_MAX_TOKENS,
             "image_encoder": image_encoder, "asr_model": asr_model, "training": training}
-
-
-@contextmanager
-def _atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """A temporary sibling that replaces ``out_dir`` when the block succeeds (``META_FILE`` written)."""
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / META_FILE).exists())):
-        raise InvalidInput(f"output {out_dir}: exists and is not a fusion model directory; expected a new or empty "
-                           "path, or a fusion model to replace")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if not (tmp / META_FILE).exists():
-            raise RuntimeError(f"fusion model directory is incomplete: {META_FILE} was not written")
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}" if out_dir.exists() else None
-        if old is not None:
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_fusion_model(config: Any) -> FusionModel | None:
