@@ -22,6 +22,9 @@ from typing import Any
 from agent.config import AgentConfig
 from agent.errors import AgentError
 
+# models.calibration.OOS_METHODS, spelled out so that `--help` does not import torch (a test compares them)
+OOS_METHOD_CHOICES = ("msp+knn", "msp", "energy", "maxlogit")
+
 EPILOG = """\
 environment (also settable in the --config YAML file, section.field):
   AGENT_REDIS_URL        Redis URL, e.g. redis://127.0.0.1:6379/0 (unset: in-memory store)
@@ -65,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help="peak learning rate of AdamW")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-examples", type=int, help="train on at most this many examples (quick runs)")
+    train.add_argument("--oos-method", choices=OOS_METHOD_CHOICES, default=None,
+                       help="out-of-scope score when the data has no `oos` rows (default msp+knn: "
+                       "max-softmax plus the distance to the nearest training message; see docs/nlu.md)")
 
     ev = sub.add_parser("eval", help="classification report of a model on a labelled file")
     ev.add_argument("--model", type=Path, required=True, help="a directory written by `agent train`")
@@ -126,10 +132,11 @@ def cmd_train(args: argparse.Namespace, config: AgentConfig) -> int:
 
         metrics = train_fusion_from_config(config, out_dir=args.out, seed=args.seed, data=args.data, **options)
     else:
-        from models.training import train_from_files
+        from models.training import TrainConfig, train_from_files
 
+        train_config = TrainConfig(oos_method=args.oos_method) if args.oos_method else None
         metrics = train_from_files(args.data, args.out, task=args.task, base_model=args.base_model,
-                                   seed=args.seed, **options)
+                                   seed=args.seed, config=train_config, **options)
     print(json.dumps(_summary(metrics), indent=2))
     print(f"model written to {args.out}")
     return 0

@@ -8,8 +8,8 @@ Parts (``--parts``, default all):
   fewshot   10 examples per intent, 3 fixed seeds, mean: TF-IDF, frozen+LR and ours
   oos       25% of the intents held out as unknown (3 random splits): AUROC and OOS recall at
             the threshold keeping in-scope accuracy within 1 point of closed-set accuracy; ours
-            (energy, max-logit, max-softmax, Mahalanobis, 1-NN scores) and frozen+LR max-softmax
-            as the baseline
+            (the model's own method, msp+knn by default, fp32 and int8; and energy, max-logit,
+            max-softmax, Mahalanobis, 1-NN scores) and frozen+LR max-softmax as the baseline
 
 All figures on the full test set (3,080) unless ``--quick`` (20 intents, 40 training examples
 each). One JSON line per run goes to benchmarks/results/bench_intent.jsonl. Long: run it with
@@ -197,10 +197,17 @@ def part_oos(args, train, test, frozen, tmp: Path) -> dict:
         r = ours(train_csv, test_csv, tmp / f"oos_model_{seed}", args, epochs=args.oos_epochs, test_fraction=0.0, seed=seed)
         row = {"seed": seed, "unknown_intents": sorted(unknown), "ours_model": r["eval"]["intent"]["oos"]}
         model = NluModel.from_pretrained(tmp / f"oos_model_{seed}")
-        logits = model.forward(test[0])["intent"]
+        out = model.forward(test[0])
+        logits = out["intent"]
         is_oos = np.array([y == "oos" for y in te_labels])
         pred = np.array(model.labels)[logits.argmax(1)]
         correct = pred == np.array(te_labels)
+        if model.oos_bank is not None:  # the model's own method, fp32 and as the runtime loads it (int8)
+            row["ours_msp+knn"] = oos_metrics(model.oos_scores(logits, out["pooled"]), is_oos, correct)
+            q = NluModel.from_pretrained(tmp / f"oos_model_{seed}", quantize=True)
+            q_out = q.forward(test[0])
+            q_correct = np.array(q.labels)[q_out["intent"].argmax(1)] == np.array(te_labels)
+            row["ours_msp+knn_int8"] = oos_metrics(q.oos_scores(q_out["intent"], q_out["pooled"]), is_oos, q_correct)
         for method in ("energy", "maxlogit", "msp"):
             raw = oos_raw(logits, temperature=model.temperatures["intent"], method=method, oos_index=None)
             row[f"ours_{method}"] = oos_metrics(raw, is_oos, correct)

@@ -6,7 +6,10 @@
 * Expected calibration error (ECE), 15 equal-width confidence bins.
 * Out-of-scope: a raw score, higher = less like any known intent: with an explicit ``oos`` class
   the log-odds ``z_oos - logsumexp(z_in)``; without one, the energy ``-logsumexp(z_in)`` (Liu et
-  al. 2020), or ``-max(z_in)`` / ``-max softmax``. Squashed to [0, 1] by ``sigmoid(a * raw + b)``
+  al. 2020), or ``-max(z_in)`` / ``-max softmax``, or ``msp+knn``: ``-max softmax`` plus the
+  cosine distance from the message's embedding to its nearest in-scope training message (Sun et
+  al. 2022), each standardised by its mean and spread on the training messages (leave-one-out for
+  the neighbour distance) so that neither dominates. Squashed to [0, 1] by ``sigmoid(a * raw + b)``
   with 0.5 at the threshold that keeps in-scope validation accuracy within 1 point.
 """
 
@@ -19,7 +22,49 @@ import numpy as np
 import torch
 from scipy.special import expit, logsumexp, softmax
 
-OOS_METHODS = ("energy", "maxlogit", "msp")
+OOS_METHODS = ("energy", "maxlogit", "msp", "msp+knn")
+NEIGHBOUR_METHODS = frozenset({"msp+knn"})  # methods that need the in-scope training embeddings
+NEIGHBOUR_CHUNK = 1024  # query rows per similarity block (bounds memory to chunk x bank floats)
+
+
+def needs_neighbours(method: str) -> bool:
+    return method in NEIGHBOUR_METHODS
+
+
+def neighbour_distance(queries: np.ndarray, bank: np.ndarray, *, leave_one_out: bool = False,
+                       unit_bank: bool = False) -> np.ndarray:
+    """``1 - max cosine`` from each row of ``queries`` (n, d) to the rows of ``bank`` (m, d); both
+    are L2-normalised here (the bank not when ``unit_bank`` says it already is). ``leave_one_out``:
+    ``queries`` is ``bank`` and a row's own similarity is ignored (the distance of a training
+    message to its nearest other one)."""
+    if queries.ndim != 2 or bank.ndim != 2 or queries.shape[1] != bank.shape[1]:
+        raise ValueError(f"queries and bank: expected (n, d) and (m, d), got {queries.shape} and {bank.shape}")
+    if len(bank) < (2 if leave_one_out else 1):
+        raise ValueError(f"bank: expected at least {2 if leave_one_out else 1} rows, got {len(bank)}")
+    q, b = _unit(queries), (bank if unit_bank else _unit(bank))
+    out = np.empty(len(q), dtype=np.float32)
+    for start in range(0, len(q), NEIGHBOUR_CHUNK):
+        sim = q[start : start + NEIGHBOUR_CHUNK] @ b.T
+        if leave_one_out:
+            rows = np.arange(len(sim))
+            sim[rows, start + rows] = -np.inf
+        out[start : start + NEIGHBOUR_CHUNK] = 1.0 - sim.max(axis=1)
+    return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def standardisation(msp_raw: np.ndarray, distance: np.ndarray) -> dict[str, float]:
+    """Mean and spread of the two parts of ``msp+knn`` on the training messages."""
+    def spread(x: np.ndarray) -> float:
+        s = float(np.std(x))
+        return s if s > 1e-6 else 1.0
+
+    return {"msp_mean": float(np.mean(msp_raw)), "msp_std": spread(msp_raw),
+            "knn_mean": float(np.mean(distance)), "knn_std": spread(distance)}
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 200, prior_sd: float = 1.0) -> float:
@@ -61,8 +106,13 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, n_bins:
     return float(ece)
 
 
-def oos_raw(logits: np.ndarray, *, temperature: float, method: str, oos_index: int | None) -> np.ndarray:
-    """(N, C) logits -> (N,) raw out-of-scope scores, higher = more out of scope."""
+def oos_raw(logits: np.ndarray, *, temperature: float, method: str, oos_index: int | None,
+            distance: np.ndarray | None = None, standardise: dict[str, float] | None = None) -> np.ndarray:
+    """(N, C) logits -> (N,) raw out-of-scope scores, higher = more out of scope. ``msp+knn`` also
+    needs ``distance`` (N,) (``neighbour_distance`` to the in-scope training embeddings) and
+    ``standardise`` (``standardisation`` on the training messages)."""
+    if method not in OOS_METHODS:
+        raise ValueError(f"oos method {method!r}: expected one of {OOS_METHODS}")
     z = logits / temperature
     keep = [i for i in range(z.shape[1]) if i != oos_index]
     z_in = z[:, keep]
@@ -72,9 +122,15 @@ def oos_raw(logits: np.ndarray, *, temperature: float, method: str, oos_index: i
         return -logsumexp(z_in, axis=1)
     if method == "maxlogit":
         return -z_in.max(axis=1)
+    msp = -softmax(z_in, axis=1).max(axis=1)
     if method == "msp":
-        return -softmax(z_in, axis=1).max(axis=1)
-    raise ValueError(f"oos method {method!r}: expected one of {OOS_METHODS}")
+        return msp
+    if distance is None or standardise is None:
+        raise ValueError(f"oos method {method!r}: needs the neighbour distances and their standardisation")
+    if distance.shape != msp.shape:
+        raise ValueError(f"distance: expected shape {msp.shape}, got {distance.shape}")
+    return ((msp - standardise["msp_mean"]) / standardise["msp_std"]
+            + (distance - standardise["knn_mean"]) / standardise["knn_std"])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +142,7 @@ class OosCalibration:
     offset: float
     threshold: float
     fitted_on: str  # "in_scope_quantile" | "platt"
+    standardise: dict[str, float] | None = None  # msp+knn: means and spreads of its two parts
 
     def score(self, raw: np.ndarray) -> np.ndarray:
         return expit(self.slope * raw + self.offset)
@@ -108,7 +165,8 @@ def rejection_threshold(scores: np.ndarray, correct: np.ndarray, *, max_drop: fl
 
 
 def fit_oos(
-    raw_in: np.ndarray, correct_in: np.ndarray, raw_oos: np.ndarray, *, method: str, max_drop: float = 0.01
+    raw_in: np.ndarray, correct_in: np.ndarray, raw_oos: np.ndarray, *, method: str, max_drop: float = 0.01,
+    standardise: dict[str, float] | None = None,
 ) -> OosCalibration:
     """Map raw scores to [0, 1] so that 0.5 is the threshold chosen by the 1-point rule on
     validation (``rejection_threshold``): ``sigmoid(slope * (raw - raw_t))``. The slope is fitted
@@ -125,8 +183,10 @@ def fit_oos(
         if fitted > 0:
             slope, fitted_on = fitted, "in_scope_quantile+platt_slope"
     if not math.isfinite(raw_t):
-        return OosCalibration(method=method, slope=slope, offset=0.0, threshold=1.0, fitted_on=fitted_on)
-    return OosCalibration(method=method, slope=slope, offset=-slope * raw_t, threshold=0.5, fitted_on=fitted_on)
+        return OosCalibration(method=method, slope=slope, offset=0.0, threshold=1.0, fitted_on=fitted_on,
+                              standardise=standardise)
+    return OosCalibration(method=method, slope=slope, offset=-slope * raw_t, threshold=0.5, fitted_on=fitted_on,
+                          standardise=standardise)
 
 
 def oos_metrics(scores: np.ndarray, is_oos: np.ndarray, correct: np.ndarray, *,

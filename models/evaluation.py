@@ -33,22 +33,23 @@ def evaluate_model(nlu: Any, examples: Sequence[Example]) -> Evaluation:
     out = nlu.forward([ex.text for ex in examples])
     for head in out:
         if head == "intent":
-            _intent(nlu, examples, out["intent"], result)
+            _intent(nlu, examples, out["intent"], out["pooled"], result)
         elif head in HEAD_LABELS:
             _affect(nlu, head, examples, out[head], result)
     return result
 
 
-def _intent(nlu: Any, examples: Sequence[Example], logits: np.ndarray, result: Evaluation) -> None:
+def _intent(nlu: Any, examples: Sequence[Example], logits: np.ndarray, pooled: np.ndarray,
+            result: Evaluation) -> None:
     rows = [i for i, ex in enumerate(examples) if ex.intent is not None]
     if not rows:
         return
-    logits = logits[rows]
+    logits, pooled = logits[rows], pooled[rows]
     truth = [examples[i].intent for i in rows]
     probs = nlu.probabilities("intent", logits)
     in_scope_cols = [nlu.intent_classes.index(label) for label in nlu.labels]
     top = [nlu.labels[j] for j in probs[:, in_scope_cols].argmax(1)]
-    scores = nlu.oos_scores(logits)
+    scores = nlu.oos_scores(logits, pooled)
     is_oos = np.array([t == OOS_LABEL for t in truth])
     correct = np.array([t == p for t, p in zip(truth, top, strict=True)])
     metrics: dict[str, Any] = {"n": len(rows)}

@@ -25,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from agent.errors import InvalidInput
+from models.calibration import OOS_METHODS
 from models.datasets import Example
 from models.reports import macro_f1
 from models.text_encoder import MultiHeadTextModel
@@ -51,7 +52,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_balance: float = 0.0  # loss weight of a class ~ count^-class_balance (0.5: inverse sqrt)
     embedding_keep_weight: float = 4.0  # keeps knowledge-base retrieval near the pretrained encoder's
-    oos_method: str = "msp"  # without an oos class: msp | energy | maxlogit (see docs/nlu.md)
+    oos_method: str = "msp+knn"  # without an oos class: msp+knn | msp | energy | maxlogit (docs/nlu.md)
     threads: int = 2
 
     def __post_init__(self) -> None:
@@ -65,8 +66,8 @@ class TrainConfig:
             problems.append("val_fraction and test_fraction must be in [0, 0.5)")
         if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
             problems.append("dropout and warmup_ratio must be in [0, 1)")
-        if self.oos_method not in ("energy", "maxlogit", "msp"):
-            problems.append(f"oos_method must be energy|maxlogit|msp, got {self.oos_method!r}")
+        if self.oos_method not in OOS_METHODS:
+            problems.append(f"oos_method must be {'|'.join(OOS_METHODS)}, got {self.oos_method!r}")
         if problems:
             raise InvalidInput("training configuration: " + "; ".join(problems))
 

@@ -173,7 +173,8 @@ class FusionModel:
             out = self.module(batch)
         result = {name: z.numpy() for name, z in out.logits.items()}
         result.update(image_kind=out.image_kind.numpy(), gate=out.gate.numpy(), attention=out.attention.numpy(),
-                      pooled=out.pooled.numpy(), present=out.present.numpy())
+                      pooled=out.pooled.numpy(), present=out.present.numpy(),
+                      text_pooled=torch.stack([t.mean(0) for t in text]).numpy())
         return result
 
     def results(self, out: dict[str, np.ndarray]) -> list[NluResult]:
@@ -182,7 +183,9 @@ class FusionModel:
         present = out.get("present", np.ones(len(out["intent"]), dtype=bool))
         temperature = np.where(present, self.temperature, self.text.temperatures.get("intent", 1.0))[:, None]
         p = softmax(out["intent"] / temperature, axis=-1)[:, self._in_scope]
-        oos = self.text.oos_scores(out["intent"])
+        # out-of-scope: the fused intent logits and, for a neighbour method, the text model's own
+        # embedding of the turn's words (the space its training-message bank lives in)
+        oos = self.text.oos_scores(out["intent"], out.get("text_pooled"))
         sent = self.text.probabilities("sentiment", out["sentiment"]) if "sentiment" in out else None
         emo = self.text.probabilities("emotion", out["emotion"]) if "emotion" in out else None
         results = []

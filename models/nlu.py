@@ -6,7 +6,8 @@ out-of-scope score, sentiment (+ score in [-1, 1]), emotion and the sentence emb
 A model directory holds ``model.safetensors`` (all weights), ``config.json`` (encoder), the
 tokenizer files, ``nlu.json`` (label maps, temperatures, out-of-scope calibration and threshold,
 training config, sha256 of the training data; written last, it marks the directory complete),
-``metrics.json`` and, after training, reports and PNGs.
+``metrics.json``, with the ``msp+knn`` out-of-scope method ``oos_bank.npy`` (the in-scope training
+messages' embeddings, float16, L2-normalised) and, after training, reports and PNGs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from scipy.special import softmax
 from agent.errors import DependencyUnavailable, InvalidInput
 from agent.messages import EMOTIONS, SENTIMENTS, IntentScore, NluResult
 from models.artifacts import META_FILE, atomic_dir, write_json
-from models.calibration import OosCalibration, oos_raw
+from models.calibration import OosCalibration, needs_neighbours, neighbour_distance, oos_raw
 from models.datasets import OOS_LABEL
 from models.finetune import collate
 from models.text_encoder import MultiHeadTextModel
@@ -34,6 +35,7 @@ FORMAT_VERSION = 1
 CODE_VERSION = "nlu-2026.1"  # part of the default model's cache key: bump when training changes
 RANKING_SIZE = 5
 INFER_BATCH = 64
+BANK_FILE = "oos_bank.npy"
 
 
 class NluModel:
@@ -43,7 +45,7 @@ class NluModel:
     oos_threshold: float
 
     def __init__(self, model: MultiHeadTextModel, tokenizer: Any, meta: dict[str, Any], *,
-                 max_seq_len: int = 64, quantized: bool = False) -> None:
+                 max_seq_len: int = 64, quantized: bool = False, oos_bank: np.ndarray | None = None) -> None:
         self._model = model.eval()
         self._tokenizer = tokenizer
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer is not safe to call from two threads
@@ -61,6 +63,17 @@ class NluModel:
         oos = meta.get("oos")
         self.oos = OosCalibration(**oos) if oos else None
         self.oos_threshold = float(meta.get("oos_threshold", 1.0))
+        self.oos_bank: np.ndarray | None = None  # (m, d) float32 unit rows, for msp+knn
+        if self._uses_bank:
+            if oos_bank is None or oos_bank.ndim != 2 or oos_bank.shape[1] != model.dim or len(oos_bank) < 1:
+                got = "none" if oos_bank is None else f"shape {tuple(oos_bank.shape)}"
+                raise DependencyUnavailable(f"out-of-scope method {self.oos.method!r} needs the in-scope "  # type: ignore[union-attr]
+                                            f"training embeddings, (m, {model.dim}); got {got}")
+            self.oos_bank = _normalise(oos_bank.astype(np.float32))
+
+    @property
+    def _uses_bank(self) -> bool:
+        return self.oos is not None and self._oos_index is None and needs_neighbours(self.oos.method)
 
     # --- loading and saving -----------------------------------------------------------------
 
@@ -96,7 +109,10 @@ class NluModel:
                 warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*", category=UserWarning)
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         model.to(device)
-        return cls(model, load_tokenizer(path), meta, max_seq_len=max_seq_len, quantized=quantize)
+        bank = None
+        if needs_neighbours(str((meta.get("oos") or {}).get("method", ""))) and (path / BANK_FILE).is_file():
+            bank = np.load(path / BANK_FILE, allow_pickle=False)
+        return cls(model, load_tokenizer(path), meta, max_seq_len=max_seq_len, quantized=quantize, oos_bank=bank)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the model directory atomically (a temporary sibling renamed at the end)."""
@@ -115,6 +131,8 @@ class NluModel:
         self._tokenizer.save_pretrained(str(directory))
         if metrics is not None:
             write_json(directory / "metrics.json", metrics)
+        if self.oos_bank is not None:
+            np.save(directory / BANK_FILE, self.oos_bank.astype(np.float16), allow_pickle=False)
         write_json(directory / META_FILE, self.meta)
 
     # --- inference --------------------------------------------------------------------------
@@ -155,18 +173,27 @@ class NluModel:
     def probabilities(self, head: str, logits: np.ndarray) -> np.ndarray:
         return softmax(logits / self.temperatures.get(head, 1.0), axis=-1)
 
-    def oos_scores(self, intent_logits: np.ndarray) -> np.ndarray:
-        """(n, C) intent logits -> (n,) out-of-scope scores in [0, 1]."""
+    def oos_scores(self, intent_logits: np.ndarray, pooled: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) intent logits (and, for ``msp+knn``, the (n, d) pooled embeddings of the same
+        messages) -> (n,) out-of-scope scores in [0, 1]."""
         if self.oos is None:
             return np.zeros(len(intent_logits))
+        distance = None
+        if self.oos_bank is not None:
+            if pooled is None or len(pooled) != len(intent_logits):
+                raise ValueError(f"out-of-scope method {self.oos.method!r}: expected the pooled embeddings "
+                                 f"of the {len(intent_logits)} messages, got "
+                                 f"{'none' if pooled is None else len(pooled)}")
+            distance = neighbour_distance(pooled, self.oos_bank, unit_bank=True)
         raw = oos_raw(intent_logits, temperature=self.temperatures.get("intent", 1.0),
-                      method=self.oos.method, oos_index=self._oos_index)
+                      method=self.oos.method, oos_index=self._oos_index, distance=distance,
+                      standardise=self.oos.standardise)
         return self.oos.score(raw)
 
     def _results(self, out: dict[str, np.ndarray]) -> list[NluResult]:
         n = len(out["pooled"])
         intent_p = self.probabilities("intent", out["intent"]) if "intent" in out else None
-        oos = self.oos_scores(out["intent"]) if "intent" in out else np.ones(n)
+        oos = self.oos_scores(out["intent"], out["pooled"]) if "intent" in out else np.ones(n)
         sent_p = self.probabilities("sentiment", out["sentiment"]) if "sentiment" in out else None
         emo_p = self.probabilities("emotion", out["emotion"]) if "emotion" in out else None
         results = []

@@ -22,7 +22,15 @@ from agent.errors import InvalidInput
 from agent.messages import EMOTIONS, SENTIMENTS
 from models import datasets as ds
 from models.artifacts import atomic_dir, check_out_dir, write_json
-from models.calibration import expected_calibration_error, fit_oos, fit_temperature, oos_raw
+from models.calibration import (
+    expected_calibration_error,
+    fit_oos,
+    fit_temperature,
+    needs_neighbours,
+    neighbour_distance,
+    oos_raw,
+    standardisation,
+)
 from models.evaluation import Evaluation, evaluate_model, report_text
 from models.finetune import IGNORE, Encoded, TrainConfig, encode, fit, predict
 from models.nlu import NluModel, build_meta
@@ -46,10 +54,13 @@ def head_labels(examples: Sequence[ds.Example]) -> dict[str, tuple[str, ...]]:
 
 
 def calibrate(model: MultiHeadTextModel, enc: Encoded, heads: dict[str, tuple[str, ...]],
-              config: TrainConfig) -> tuple[dict[str, float], dict[str, Any], Any]:
-    """Temperatures per head, ECE before/after on ``enc``, and the out-of-scope calibration."""
+              config: TrainConfig, *, bank_enc: Encoded | None = None
+              ) -> tuple[dict[str, float], dict[str, Any], Any, np.ndarray | None]:
+    """Temperatures per head, ECE before/after on ``enc``, the out-of-scope calibration and, for
+    a neighbour method (``msp+knn``) without an ``oos`` class, the in-scope embeddings of
+    ``bank_enc`` (the training messages) that the method compares against."""
     logits = predict(model, enc)
-    temps, report, oos = {}, {}, None
+    temps, report, oos, bank = {}, {}, None, None
     for head in heads:
         y = enc.targets[head]
         valid = y != IGNORE
@@ -66,14 +77,34 @@ def calibrate(model: MultiHeadTextModel, enc: Encoded, heads: dict[str, tuple[st
         oos_index = names.index(ds.OOS_LABEL) if ds.OOS_LABEL in names else None
         y = enc.targets["intent"]
         valid = y != IGNORE
+        distance, standardise = None, None
+        if oos_index is None and needs_neighbours(config.oos_method):
+            bank, standardise = _neighbour_bank(model, bank_enc if bank_enc is not None else enc, temps["intent"])
+            distance = neighbour_distance(logits["pooled"][valid], bank)
+            report["oos_bank"] = {"messages": len(bank), **standardise}
         raw = oos_raw(logits["intent"][valid], temperature=temps["intent"], method=config.oos_method,
-                      oos_index=oos_index)
+                      oos_index=oos_index, distance=distance, standardise=standardise)
         cols = [i for i in range(len(names)) if i != oos_index]
         pred = np.array(cols)[logits["intent"][valid][:, cols].argmax(1)]
         is_oos = y[valid] == (oos_index if oos_index is not None else -1)
-        oos = fit_oos(raw[~is_oos], (pred == y[valid])[~is_oos], raw[is_oos], method=config.oos_method)
+        oos = fit_oos(raw[~is_oos], (pred == y[valid])[~is_oos], raw[is_oos], method=config.oos_method,
+                      standardise=standardise)
         report["oos"] = oos.to_dict()
-    return temps, report, oos
+    return temps, report, oos, bank
+
+
+def _neighbour_bank(model: MultiHeadTextModel, enc: Encoded, temperature: float
+                    ) -> tuple[np.ndarray, dict[str, float]]:
+    """The intent-labelled messages' embeddings and the standardisation of ``msp+knn``'s parts on
+    them (max-softmax and leave-one-out nearest-neighbour distance)."""
+    rows = enc.targets["intent"] != IGNORE
+    if rows.sum() < 2:
+        raise InvalidInput(f"out-of-scope method msp+knn: expected at least 2 intent-labelled training "
+                           f"messages, got {int(rows.sum())}")
+    out = predict(model, enc)
+    bank = out["pooled"][rows].astype(np.float32)
+    msp = oos_raw(out["intent"][rows], temperature=temperature, method="msp", oos_index=None)
+    return bank, standardisation(msp, neighbour_distance(bank, bank, leave_one_out=True))
 
 
 def _softmax(z: np.ndarray, t: float) -> np.ndarray:
@@ -120,13 +151,13 @@ def train_examples(examples: Sequence[ds.Example], out_dir: Path, *, config: Tra
            for name in ("train", "val")}
     result = fit(model, enc["train"], enc["val"], config, progress=progress)
     calib_enc = enc["val"] if len(enc["val"]) else enc["train"]
-    temps, calib, oos = calibrate(model, calib_enc, heads, config)
+    temps, calib, oos, bank = calibrate(model, calib_enc, heads, config, bank_enc=enc["train"])
     training = {"config": config.to_dict(), "task": primary, "data": data_info or {},
                 "sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")},
                 "calibrated_on": "validation" if len(enc["val"]) else "training (no validation split)"}
     meta = build_meta(heads=heads, temperatures=temps, oos=oos, training=training, dropout=config.dropout,
                       max_seq_len=config.max_seq_len)
-    nlu = NluModel(model, tokenizer, meta, max_seq_len=config.max_seq_len)
+    nlu = NluModel(model, tokenizer, meta, max_seq_len=config.max_seq_len, oos_bank=bank)
     evaluation = evaluate_model(nlu, split.test)
     metrics = {"task": primary, "heads": {h: list(n) for h, n in heads.items()}, "sizes": training["sizes"],
                "best_epoch": result.best_epoch, "epochs_run": len(result.history),
@@ -230,13 +261,13 @@ def retrain_head(base_model: Path, examples: Sequence[ds.Example], out_dir: Path
     start = time.perf_counter()
     history = _fit_head(head, feats, enc, task, config, progress)
     seconds = time.perf_counter() - start
-    temps, calib, _ = calibrate(module, enc["val"] if len(enc["val"]) else enc["train"], heads, config)
+    temps, calib, _, _ = calibrate(module, enc["val"] if len(enc["val"]) else enc["train"], heads, config)
     meta = copy.deepcopy(base.meta)
     meta["heads"][task] = list(names)
     meta["temperatures"][task] = temps[task]
     meta["training"].setdefault("retrained_heads", []).append(
         {"task": task, "data": data_info or {}, "config": config.to_dict(), "base_model": str(base_model)})
-    nlu = NluModel(module, base.tokenizer, meta, max_seq_len=base.max_seq_len)
+    nlu = NluModel(module, base.tokenizer, meta, max_seq_len=base.max_seq_len, oos_bank=base.oos_bank)
     evaluation = evaluate_model(nlu, split.test)
     metrics = {"task": task, "retrained_head_of": str(base_model), "sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")},
                "epochs_run": len(history), "train_seconds": round(seconds, 2), "history": history,

@@ -10,9 +10,11 @@ from models.calibration import (
     expected_calibration_error,
     fit_oos,
     fit_temperature,
+    neighbour_distance,
     oos_metrics,
     oos_raw,
     rejection_threshold,
+    standardisation,
 )
 
 
@@ -55,6 +57,49 @@ def test_oos_raw_scores_are_higher_for_flat_logits() -> None:
     assert raw[0] > 0 > raw[1]
     with pytest.raises(ValueError, match="oos method"):
         oos_raw(flat, temperature=1.0, method="nope", oos_index=None)
+
+
+def test_neighbour_distance_is_one_minus_the_best_cosine() -> None:
+    bank = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    queries = np.array([[3.0, 0.0], [-1.0, 0.0], [0.0, -1.0]])
+    d = neighbour_distance(queries, bank)
+    assert d == pytest.approx([0.0, 1.0, 1.0], abs=1e-6)  # best cosines 1, 0 and 0
+    # leave-one-out: a row never matches itself; chunking gives the same answer as one block
+    loo = neighbour_distance(bank, bank, leave_one_out=True)
+    assert loo == pytest.approx([1 - np.sqrt(0.5), 1 - np.sqrt(0.5), 1 - np.sqrt(0.5)], abs=1e-6)
+    big = np.random.default_rng(0).normal(size=(2500, 8))
+    from models import calibration
+
+    whole = neighbour_distance(big, big, leave_one_out=True)
+    old, calibration.NEIGHBOUR_CHUNK = calibration.NEIGHBOUR_CHUNK, 300
+    try:
+        assert calibration.neighbour_distance(big, big, leave_one_out=True) == pytest.approx(whole, abs=1e-6)
+    finally:
+        calibration.NEIGHBOUR_CHUNK = old
+    assert (whole > 1e-4).all()  # no row found itself
+    with pytest.raises(ValueError, match="expected"):
+        neighbour_distance(queries, np.zeros((2, 3)))
+
+
+def test_msp_plus_knn_adds_the_standardised_parts() -> None:
+    logits = np.array([[10.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    msp = oos_raw(logits, temperature=1.0, method="msp", oos_index=None)
+    stats = standardisation(np.array([-1.0, -0.5]), np.array([0.1, 0.3]))
+    assert stats["msp_mean"] == pytest.approx(-0.75) and stats["knn_std"] == pytest.approx(0.1)
+    distance = np.array([0.05, 0.9])
+    raw = oos_raw(logits, temperature=1.0, method="msp+knn", oos_index=None, distance=distance, standardise=stats)
+    expected = (msp + 0.75) / 0.25 + (distance - 0.2) / 0.1
+    assert raw == pytest.approx(expected)
+    assert raw[1] > raw[0]
+    # a far neighbour alone raises the score of an otherwise confident message
+    far = oos_raw(logits[:1], temperature=1.0, method="msp+knn", oos_index=None, distance=np.array([0.9]),
+                  standardise=stats)
+    assert far[0] > raw[0]
+    with pytest.raises(ValueError, match="neighbour distances"):
+        oos_raw(logits, temperature=1.0, method="msp+knn", oos_index=None)
+    # with an explicit oos class the log-odds are used whatever the method
+    with_oos = np.array([[0.0, 0.0, 5.0]])
+    assert oos_raw(with_oos, temperature=1.0, method="msp+knn", oos_index=2)[0] > 0
 
 
 def test_rejection_threshold_keeps_accuracy_within_one_point() -> None:

@@ -11,13 +11,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from agent.errors import InvalidInput
+from agent.errors import DependencyUnavailable, InvalidInput
 from models import training
 from models.artifacts import META_FILE
 from models.default_model import cache_key, ensure_default_model
-from models.nlu import NluModel
+from models.nlu import BANK_FILE, NluModel
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
@@ -62,6 +63,15 @@ def test_missing_file_and_bad_arguments(tmp_path: Path) -> None:
         training.train_from_files(data, tmp_path / "out", epochs=0, progress=False)
     with pytest.raises(InvalidInput, match="base_model: applies to task sentiment"):
         training.train_from_files(data, tmp_path / "out", base_model=tmp_path, progress=False)
+    with pytest.raises(InvalidInput, match=r"oos_method must be energy\|maxlogit\|msp\|msp\+knn, got 'knn'"):
+        training.TrainConfig(oos_method="knn")
+
+
+def test_cli_offers_every_oos_method() -> None:
+    from agent.cli import OOS_METHOD_CHOICES
+    from models.calibration import OOS_METHODS
+
+    assert sorted(OOS_METHOD_CHOICES) == sorted(OOS_METHODS)
 
 
 def test_refuses_to_overwrite_a_directory_that_is_not_a_model(tmp_path: Path) -> None:
@@ -132,6 +142,34 @@ def test_train_from_files_two_epochs_reaches_stated_accuracy(banking_subset: dic
     assert oos["in_scope_accuracy_at_1pt"] >= oos["closed_set_accuracy"] - 0.01 - 1e-9
     assert "out-of-scope: AUROC" in result["report_text"]
     assert json.loads((banking_subset["dir"] / "eval.json").read_text())["intent"]["oos"]["auroc"] == oos["auroc"]
+
+    # no oos class in training: the default method compares with the training messages' embeddings
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["oos"]["method"] == "msp+knn" and set(meta["oos"]["standardise"]) == {
+        "msp_mean", "msp_std", "knn_mean", "knn_std"}
+    bank = np.load(out / BANK_FILE)
+    assert bank.dtype == np.float16 and bank.shape == (metrics["sizes"]["train"], 384)
+    model = NluModel.from_pretrained(out, quantize=True)
+    unrelated, inside = model.understand_batch(["what's the weather in Leeds", "my new card still hasn't arrived"])
+    assert unrelated.oos_score > model.oos_threshold > inside.oos_score, (unrelated, inside)
+
+
+@pytest.mark.slow
+def test_neighbour_model_needs_its_bank_and_keeps_it_when_a_head_is_retrained(
+        banking_subset: dict[str, Path], mini_sentiment: Path, tmp_path: Path) -> None:
+    out = banking_subset["dir"] / "model"
+    if not (out / META_FILE).is_file():
+        pytest.skip("needs the model of test_train_from_files_two_epochs_reaches_stated_accuracy")
+    retrained = tmp_path / "retrained"
+    training.train_from_files(mini_sentiment, retrained, task="sentiment", base_model=out, epochs=1, progress=False)
+    assert np.allclose(np.load(retrained / BANK_FILE), np.load(out / BANK_FILE), atol=2e-3)
+    texts = ["where is my card", "is it going to rain tomorrow"]
+    before, after = NluModel.from_pretrained(out), NluModel.from_pretrained(retrained)
+    assert [r.oos_score for r in after.understand_batch(texts)] == pytest.approx(
+        [r.oos_score for r in before.understand_batch(texts)], abs=1e-6)
+    (retrained / BANK_FILE).unlink()
+    with pytest.raises(DependencyUnavailable, match=r"msp\+knn.*needs the in-scope training embeddings"):
+        NluModel.from_pretrained(retrained)
 
 
 @pytest.mark.slow
