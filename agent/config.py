@@ -208,6 +208,19 @@ class VisionConfig:
     kind_head_dir: Path | None = None  # a trained image-kind head; None: the default, trained on first use
     prepare_on_start: bool = True  # load the encoder and OCR (and train the default head) when the agent starts
     startup_wait_s: float = 20.0  # an image turn waits this long for image understanding that is still starting
+    # OCR is skipped when the picture alone says it is one of these kinds with at least this probability
+    # (nothing reads their text; OCR is most of an image turn's time); () reads every picture
+    ocr_skip_kinds: tuple[str, ...] = ("product_photo", "other")
+    ocr_skip_confidence: float = 0.9
+
+    def __post_init__(self) -> None:
+        from agent.messages import IMAGE_KINDS
+
+        unknown = sorted(set(self.ocr_skip_kinds) - set(IMAGE_KINDS))
+        if unknown:
+            raise ConfigError(f"vision.ocr_skip_kinds: unknown kinds {unknown}; expected some of {list(IMAGE_KINDS)}")
+        if not 0.0 < self.ocr_skip_confidence <= 1.0:
+            raise ConfigError(f"vision.ocr_skip_confidence must be in (0, 1], got {self.ocr_skip_confidence}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

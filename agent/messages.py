@@ -105,6 +105,7 @@ class ImageAnalysis:
     ocr_lines: tuple[OcrLine, ...] = ()
     fields: tuple[tuple[str, str], ...] = ()  # e.g. ("total", "12.50"), ("error_code", "E102")
     embedding: np.ndarray | None = None  # float32, shape (d,)
+    ocr: str = "read"  # "read" | "skipped" (a kind whose text nothing reads) | "off" (no OCR configured)
 
     @property
     def ocr_text(self) -> str:

@@ -43,6 +43,7 @@ def image_json(image: ImageAnalysis | None) -> dict[str, Any] | None:
         "labels": [{"label": label, "score": round(score, 4)} for label, score in image.labels[:3]],
         "fields": dict(image.fields),
         "text_lines": len(image.ocr_lines),
+        "ocr": image.ocr,
     }
 
 

@@ -74,21 +74,40 @@ def encoder_name(encoder: ImageEncoder) -> str:
 class KindHeadImageAnalyzer:
     """``ImageAnalyzer``: embedding and labels, OCR lines (card numbers masked), kind, key fields."""
 
-    def __init__(self, *, encoder: ImageEncoder, head: KindHead, ocr: TextRecognizer | None) -> None:
+    def __init__(self, *, encoder: ImageEncoder, head: KindHead, ocr: TextRecognizer | None,
+                 ocr_skip_kinds: Sequence[str] = (), ocr_skip_confidence: float = 1.0) -> None:
+        unknown = sorted(set(ocr_skip_kinds) - set(head.kinds))
+        if unknown:
+            raise ValueError(f"ocr_skip_kinds: unknown kinds {unknown}; expected some of {list(head.kinds)}")
+        if not 0.0 < ocr_skip_confidence <= 1.0:
+            raise ValueError(f"ocr_skip_confidence: expected a probability in (0, 1], got {ocr_skip_confidence}")
         self.encoder, self.head, self.ocr = encoder, head, ocr
+        self.ocr_skip_kinds = frozenset(ocr_skip_kinds)
+        self.ocr_skip_confidence = ocr_skip_confidence
 
     def analyze(self, image: ImageInput) -> ImageAnalysis:
         return self.analyze_timed(image)[0]
+
+    def _skip_ocr(self, vector: np.ndarray, image: ImageInput) -> bool:
+        """True when the picture alone (stage 1 of the head) says, confidently enough, that it is a
+        kind whose text nothing reads (product photos, other pictures): OCR costs 25-35 ms of CPU
+        per text line and is the bulk of an image turn."""
+        if self.ocr is None or not self.ocr_skip_kinds:
+            return False
+        kind, confidence, _ = self.head.predict(vector, image.width_px, image.height_px, None)
+        return kind in self.ocr_skip_kinds and confidence >= self.ocr_skip_confidence
 
     def analyze_timed(self, image: ImageInput) -> tuple[ImageAnalysis, dict[str, float]]:
         """``analyze``, plus the milliseconds each stage took (``encode_ms``, ``ocr_ms``, ``kind_fields_ms``)."""
         t0 = time.perf_counter()
         embedding = self.encoder.encode(image)
         t1 = time.perf_counter()
-        lines = self.ocr.read(image) if self.ocr is not None else ()
+        skipped = self._skip_ocr(embedding.vector, image)
+        read = self.ocr is not None and not skipped
+        lines = self.ocr.read(image) if read else ()  # type: ignore[union-attr]
         t2 = time.perf_counter()
         lines = tuple(replace(line, text=mask_card_numbers(line.text)) for line in lines)
-        cues = ocr_cues(lines, image.width_px, image.height_px) if self.ocr is not None else None
+        cues = ocr_cues(lines, image.width_px, image.height_px) if read else None
         kind, confidence, _ = self.head.predict(embedding.vector, image.width_px, image.height_px, cues)
         analysis = ImageAnalysis(
             sha256=image.sha256,
@@ -98,6 +117,7 @@ class KindHeadImageAnalyzer:
             ocr_lines=lines,
             fields=read_fields(lines, kind=kind if confidence >= FIELDS_KIND_MIN_CONFIDENCE else None),
             embedding=embedding.vector,
+            ocr="read" if read else ("skipped" if skipped else "off"),
         )
         t3 = time.perf_counter()
         timings = {"encode_ms": (t1 - t0) * 1e3, "ocr_ms": (t2 - t1) * 1e3, "kind_fields_ms": (t3 - t2) * 1e3}
@@ -294,7 +314,8 @@ def load_image_analyzer(
             )
     else:
         head = default_head(encoder, ocr, Path(cache_dir), shared_images_dir=shared_images_dir)
-    return KindHeadImageAnalyzer(encoder=encoder, head=head, ocr=ocr)
+    return KindHeadImageAnalyzer(encoder=encoder, head=head, ocr=ocr, ocr_skip_kinds=config.ocr_skip_kinds,
+                                 ocr_skip_confidence=config.ocr_skip_confidence)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -172,6 +172,53 @@ def test_analyzer_reads_kind_and_fields_of_rendered_pictures(trained, encoder, o
     assert not re.search(r"(?:\d[ -]?){12,}\d", text)  # a full card number never survives unmasked
 
 
+class CountingOcr:
+    """The real recogniser, counting the pictures it was asked to read."""
+
+    def __init__(self, ocr: RapidOcrRecognizer) -> None:
+        self.inner, self.calls = ocr, 0
+
+    def read(self, image):
+        self.calls += 1
+        return self.inner.read(image)
+
+
+@pytest.mark.slow
+def test_ocr_is_skipped_only_for_confident_kinds_whose_text_nothing_reads(trained, encoder, ocr) -> None:
+    head = trained[0]
+    counting = CountingOcr(ocr)
+    analyzer = KindHeadImageAnalyzer(encoder=encoder, head=head, ocr=counting,
+                                     ocr_skip_kinds=("product_photo", "other"), ocr_skip_confidence=0.6)
+    skipped = 0
+    for kind, seed in (("product_photo", 905), ("other", 906), ("product_photo", 907), ("other", 908),
+                       ("receipt", 905), ("screenshot", 906)):
+        picture = image_from_pil(render(kind, seed).image)
+        first, confidence, _ = head.predict(encoder.encode(picture).vector, picture.width_px, picture.height_px)
+        calls = counting.calls
+        analysis = analyzer.analyze(picture)
+        if first in ("product_photo", "other") and confidence >= 0.6:
+            skipped += 1
+            assert analysis.ocr == "skipped" and analysis.ocr_lines == () and counting.calls == calls
+            assert analysis.kind == first  # the picture alone decides, without OCR cues
+        else:
+            assert analysis.ocr == "read" and counting.calls == calls + 1
+        if kind == "receipt":
+            assert analysis.ocr == "read" and analysis.field("total") is not None
+    assert skipped >= 2  # the head is sure of most photos and pictures without text
+    with pytest.raises(ValueError, match=r"ocr_skip_kinds: unknown kinds \['selfie'\]"):
+        KindHeadImageAnalyzer(encoder=encoder, head=head, ocr=ocr, ocr_skip_kinds=("selfie",))
+    with pytest.raises(ValueError, match=r"ocr_skip_confidence: expected a probability in \(0, 1\], got 0"):
+        KindHeadImageAnalyzer(encoder=encoder, head=head, ocr=ocr, ocr_skip_confidence=0)
+
+
+def test_vision_config_checks_the_ocr_skip_settings() -> None:
+    assert VisionConfig().ocr_skip_kinds == ("product_photo", "other")
+    with pytest.raises(ConfigError, match=r"vision.ocr_skip_kinds: unknown kinds \['selfie'\]"):
+        VisionConfig(ocr_skip_kinds=("selfie",))
+    with pytest.raises(ConfigError, match=r"vision.ocr_skip_confidence must be in \(0, 1\], got 1.5"):
+        VisionConfig(ocr_skip_confidence=1.5)
+
+
 @pytest.mark.slow
 def test_analyzer_without_ocr_and_from_a_saved_head(trained, tmp_path: Path) -> None:
     head, _ = trained
@@ -180,7 +227,7 @@ def test_analyzer_without_ocr_and_from_a_saved_head(trained, tmp_path: Path) -> 
         VisionConfig(ocr=False, kind_head_dir=tmp_path / "head"), tmp_path / "cache"
     )
     analysis = analyzer.analyze(image_from_pil(render("product_photo", 901).image))
-    assert analysis.ocr_lines == () and analysis.kind in IMAGE_KINDS
+    assert analysis.ocr_lines == () and analysis.kind in IMAGE_KINDS and analysis.ocr == "off"
     assert not (tmp_path / "cache").exists()  # nothing trained
     mismatched = KindHead(kinds=head.kinds, encoder="vit", embedding_dim=32, stage1=head.stage1, stage2=None)
     mismatched.save(tmp_path / "vit-head")
