@@ -30,7 +30,10 @@ class OcrSettings:
     use_angle_classifier: bool = False  # 180-degree text lines; off: uploads are upright
     min_confidence: float = 0.5  # lines recognised with less confidence are dropped
     threads: int = 2  # onnxruntime intra-op threads per model
-    rec_batch: int = 8  # text crops recognised per forward pass
+    # text crops recognised per forward pass; a batch is padded to its widest crop, so smaller
+    # batches waste less: 4 was 10-25% faster than 8 on receipts, error screens and letters with
+    # the same fields read (benchmarks/explore_ocr_settings.py, figures in benchmarks/README.md)
+    rec_batch: int = 4
 
     def __post_init__(self) -> None:
         if not 320 <= self.det_limit_side_px <= 4000:
