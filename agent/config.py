@@ -138,6 +138,11 @@ class ServerConfig:
             raise ConfigError(f"server.port must be in [0, 65535], got {self.port}")
 
 
+DEFAULT_ASR_PROMPT = ("A bank customer calls about a card, a payment, a transfer, a refund, a top-up, "
+                      "a PIN, an account balance or an exchange rate.")
+MAX_ASR_PROMPT_CHARS = 600
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AsrConfig:
     backend: str = "faster-whisper"  # "faster-whisper" | "openai-whisper"
@@ -151,12 +156,18 @@ class AsrConfig:
     cpu_threads: int = 2  # CTranslate2 / torch threads of the recognizer
     encoder_window_s: float = 15.0  # faster-whisper: clips under this (less 1 s) are encoded in this window, not 30 s
     cache_dir: Path = DEFAULT_CACHE_DIR  # assembled Whisper base, converted openai-whisper checkpoints
+    # text Whisper reads as if it had been said just before: the domain's words ("top-up", "PIN")
+    # become likelier; "" for none (see docs/voice.md for the measured effect)
+    initial_prompt: str = DEFAULT_ASR_PROMPT
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.no_speech_threshold <= 1.0:
             raise ConfigError(
                 f"asr.no_speech_threshold must be in [0, 1], got {self.no_speech_threshold}"
             )
+        if len(self.initial_prompt) > MAX_ASR_PROMPT_CHARS:
+            raise ConfigError(f"asr.initial_prompt: expected at most {MAX_ASR_PROMPT_CHARS} characters "
+                              f"(Whisper keeps about 220 tokens of prompt), got {len(self.initial_prompt)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

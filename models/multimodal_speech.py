@@ -72,7 +72,8 @@ class ClipSpec:
     def key(self, asr: AsrConfig) -> str:
         payload = {"s": self.sentence, "v": self.voice.label, "r": self.rate_wpm, "snr": round(self.snr_db, 2),
                    "n": self.noise_seed, "channel": CHANNEL_VERSION,
-                   "asr": [asr.backend, asr.model_name, asr.compute_type, asr.beam_size, asr.encoder_window_s]}
+                   "asr": [asr.backend, asr.model_name, asr.compute_type, asr.beam_size, asr.encoder_window_s,
+                           *([asr.initial_prompt] if asr.initial_prompt else [])]}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 

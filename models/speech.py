@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ ENCODER_FRAME_S = 0.02  # one encoder output frame per 20 ms
 MIN_CLIP_S = 0.1  # shorter clips are answered with an empty, low-confidence transcript
 SHORT_WINDOW_MARGIN_S = 1.0  # a clip uses the short encoder window when it fits with this to spare
 MAX_COMPRESSION_RATIO = 2.4  # Whisper's test for repetitive (hallucinated) text
+PROMPT_ECHO_WORDS = 5  # a transcript repeating this many consecutive words of the prompt is re-decoded without it
 
 
 def _compression_ratio(text: str) -> float:
@@ -100,6 +102,25 @@ def summarise(
     )
 
 
+def _prompt_misled(segments: Sequence[_Segment], config: AsrConfig) -> bool:
+    """Whether a transcript decoded with ``asr.initial_prompt`` should be decoded again without
+    it: on noise or silence Whisper tends to repeat the prompt, confidently. Suspect when the
+    first segment is probably not speech (``no_speech_prob`` over the threshold), when the text
+    is repetitive, or when it repeats any five consecutive words of the prompt."""
+    text = " ".join(s.text.strip() for s in segments).strip()
+    if not segments or not text:
+        return False
+    if segments[0].no_speech_prob > config.no_speech_threshold or _compression_ratio(text) > MAX_COMPRESSION_RATIO:
+        return True
+    said, prompt = _words(text), _words(config.initial_prompt)
+    grams = {tuple(prompt[i : i + PROMPT_ECHO_WORDS]) for i in range(len(prompt) - PROMPT_ECHO_WORDS + 1)}
+    return any(tuple(said[i : i + PROMPT_ECHO_WORDS]) in grams for i in range(len(said) - PROMPT_ECHO_WORDS + 1))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
 def _prepared(clip: AudioClip) -> np.ndarray:
     if not isinstance(clip, AudioClip):
         raise InvalidInput(f"speech recognition: expected an AudioClip, got {type(clip).__name__}")
@@ -130,33 +151,39 @@ class FasterWhisperRecognizer:
             cpu_threads=max(1, config.cpu_threads), num_workers=1, local_files_only=True,
         )
         self.multilingual = bool(self._model.model.is_multilingual)
-        self._setup: tuple[Any, list[int], list[int]] | None = None
+        self._setup: tuple[Any, list[int], list[int], list[int]] | None = None
 
     def transcribe(self, clip: AudioClip, *, with_features: bool = False) -> Transcript:
         audio = _prepared(clip)
         duration_s = len(audio) / SAMPLE_RATE
         if duration_s < MIN_CLIP_S:
             return _empty(self.config, duration_s, self.encode(audio) if with_features else None)
-        decoded = self._decode_short(audio) if self._short_window(duration_s) else None
-        language = self._language() or "en"
-        if decoded is None:
-            segments, info = self._model.transcribe(
-                audio, language=self._language(), beam_size=self.config.beam_size, temperature=0.0,
-                condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
-            )
-            decoded = [_Segment(text=s.text, avg_logprob=s.avg_logprob, no_speech_prob=s.no_speech_prob,
-                                n_tokens=len(s.tokens)) for s in segments]
-            language = info.language
+        prompted = bool(self.config.initial_prompt.strip())
+        decoded, language = self._decode(audio, duration_s, prompted=prompted)
+        if prompted and _prompt_misled(decoded, self.config):
+            decoded, language = self._decode(audio, duration_s, prompted=False)
         transcript = summarise(decoded, language=language, duration_s=duration_s, config=self.config)
         if with_features:
             transcript = _with_features(transcript, self.encode(audio))
         return transcript
 
+    def _decode(self, audio: np.ndarray, duration_s: float, *, prompted: bool) -> tuple[list[_Segment], str]:
+        decoded = self._decode_short(audio, prompted=prompted) if self._short_window(duration_s) else None
+        if decoded is not None:
+            return decoded, self._language() or "en"
+        segments, info = self._model.transcribe(
+            audio, language=self._language(), beam_size=self.config.beam_size, temperature=0.0,
+            condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
+            initial_prompt=self.config.initial_prompt.strip() if prompted else None,
+        )
+        return [_Segment(text=s.text, avg_logprob=s.avg_logprob, no_speech_prob=s.no_speech_prob,
+                         n_tokens=len(s.tokens)) for s in segments], info.language
+
     def _short_window(self, duration_s: float) -> bool:
         window_s = self.config.encoder_window_s
         return window_s < WINDOW_S and duration_s + SHORT_WINDOW_MARGIN_S <= window_s and self._language() is not None
 
-    def _decode_short(self, audio: np.ndarray) -> list[_Segment] | None:
+    def _decode_short(self, audio: np.ndarray, *, prompted: bool) -> list[_Segment] | None:
         """Greedy decoding over an encoder window of ``encoder_window_s`` instead of 30 s.
 
         The encoder's cost grows faster than linearly with its input, so a 10 s window costs
@@ -166,7 +193,8 @@ class FasterWhisperRecognizer:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.transcribe import get_ctranslate2_storage
 
-        tokenizer, prompt, suppress = self._decoding_setup()
+        tokenizer, plain, with_words, suppress = self._decoding_setup()
+        prompt = with_words if prompted else plain
         frames = int(self.config.encoder_window_s * 100) // 2 * 2  # 10 ms mel frames, even
         features = pad_or_trim(self._model.feature_extractor(audio), frames)
         encoded = self._model.model.encode(get_ctranslate2_storage(features[None]), to_cpu=False)
@@ -182,15 +210,20 @@ class FasterWhisperRecognizer:
         return [_Segment(text=text, avg_logprob=avg_logprob, no_speech_prob=result.no_speech_prob,
                          n_tokens=len(tokens))]
 
-    def _decoding_setup(self) -> tuple[Any, list[int], list[int]]:
+    def _decoding_setup(self) -> tuple[Any, list[int], list[int], list[int]]:
         if self._setup is None:
             from faster_whisper.tokenizer import Tokenizer
             from faster_whisper.transcribe import get_suppressed_tokens
 
             tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe",
                                   language=self._language())
-            prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-            self._setup = (tokenizer, prompt, list(get_suppressed_tokens(tokenizer, [-1]) or []))
+            plain = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+            with_words = plain
+            words = self.config.initial_prompt.strip()
+            if words:  # as faster-whisper's transcribe(initial_prompt=...) builds it
+                previous = tokenizer.encode(" " + words)[-(self._model.max_length // 2 - 1):]
+                with_words = [tokenizer.sot_prev, *previous, *plain]
+            self._setup = (tokenizer, plain, with_words, list(get_suppressed_tokens(tokenizer, [-1]) or []))
         return self._setup
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
@@ -232,17 +265,25 @@ class OpenAIWhisperRecognizer:
         if duration_s < MIN_CLIP_S:
             return _empty(self.config, duration_s, self.encode(audio) if with_features else None)
         language = self.config.language if self._model.is_multilingual else "en"
+        prompted = bool(self.config.initial_prompt.strip())
         with self._lock:
-            result: dict[str, Any] = self._model.transcribe(
-                audio, language=language, temperature=0.0, fp16=False, beam_size=_beam(self.config),
-                condition_on_previous_text=False, without_timestamps=True, verbose=None,
-            )
+            result, decoded = self._decode(audio, language, prompted=prompted)
+            if prompted and _prompt_misled(decoded, self.config):
+                result, decoded = self._decode(audio, language, prompted=False)
             features = self.encode(audio) if with_features else None
-        decoded = [_Segment(text=s["text"], avg_logprob=s["avg_logprob"], no_speech_prob=s["no_speech_prob"],
-                            n_tokens=len(s["tokens"])) for s in result["segments"]]
         transcript = summarise(decoded, language=str(result.get("language") or language),
                                duration_s=duration_s, config=self.config)
         return _with_features(transcript, features) if features is not None else transcript
+
+    def _decode(self, audio: np.ndarray, language: str | None, *, prompted: bool
+                ) -> tuple[dict[str, Any], list[_Segment]]:
+        result: dict[str, Any] = self._model.transcribe(
+            audio, language=language, temperature=0.0, fp16=False, beam_size=_beam(self.config),
+            condition_on_previous_text=False, without_timestamps=True, verbose=None,
+            initial_prompt=self.config.initial_prompt.strip() if prompted else None,
+        )
+        return result, [_Segment(text=s["text"], avg_logprob=s["avg_logprob"], no_speech_prob=s["no_speech_prob"],
+                                 n_tokens=len(s["tokens"])) for s in result["segments"]]
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         import torch
@@ -318,7 +359,7 @@ def load_recognizer(config: AsrConfig) -> SpeechRecognizer:
         raise ConfigError(f"asr.model_name: expected one of {list(MODEL_NAMES)}, got {config.model_name!r}")
     key = (config.backend, config.model_name, config.device, config.compute_type, config.cpu_threads,
            str(config.cache_dir), config.language, config.beam_size, config.no_speech_threshold,
-           config.low_logprob_threshold, config.encoder_window_s)
+           config.low_logprob_threshold, config.encoder_window_s, config.initial_prompt)
     with _CACHE_LOCK:
         if key not in _CACHE:
             _CACHE[key] = MemoRecognizer(_build(config))

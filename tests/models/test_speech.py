@@ -145,8 +145,29 @@ def test_short_clips_use_the_short_encoder_window_and_fall_back_on_repetition(
     assert inner._short_window(clip.duration_s) and not inner._short_window(20.0)
     calls = []
     original = inner._decode_short
-    monkeypatch.setattr(inner, "_decode_short", lambda audio: calls.append(1) or original(audio))
-    assert words(inner.transcribe(clip).text) == words(expected) and calls == [1]
+    monkeypatch.setattr(inner, "_decode_short",
+                        lambda audio, prompted: calls.append(prompted) or original(audio, prompted=prompted))
+    assert words(inner.transcribe(clip).text) == words(expected) and calls == [True]  # with the domain prompt
     monkeypatch.setattr(speech, "MAX_COMPRESSION_RATIO", 0.0)  # everything looks repetitive now
-    assert original(speech._prepared(clip)) is None
+    assert original(speech._prepared(clip), prompted=True) is None
     assert words(inner.transcribe(clip).text) == words(expected)  # through the 30 s window instead
+
+
+def test_a_transcript_that_echoes_the_prompt_is_decoded_again_without_it() -> None:
+    from agent.config import DEFAULT_ASR_PROMPT
+    from models.speech import _prompt_misled
+
+    config = AsrConfig()
+    assert config.initial_prompt == DEFAULT_ASR_PROMPT
+
+    def seg(text: str, no_speech: float = 0.01) -> list[_Segment]:
+        return [_Segment(text=text, avg_logprob=-0.2, no_speech_prob=no_speech, n_tokens=len(text.split()))]
+
+    assert _prompt_misled(seg("A bank customer calls about a card."), config)  # Whisper's echo on noise
+    assert _prompt_misled(seg("I'd like to check my balance", no_speech=0.9), config)  # probably not speech
+    assert _prompt_misled(seg("card card card card card card card card card card card card"), config)  # repetitive
+    assert not _prompt_misled(seg("I'm calling about a card payment I don't recognise"), config)
+    assert not _prompt_misled(seg("I'm calling about a card payment"), AsrConfig(initial_prompt=""))
+    assert not _prompt_misled([], config)
+    with pytest.raises(ConfigError, match=r"asr.initial_prompt: expected at most 600 characters .* got 601"):
+        AsrConfig(initial_prompt="x" * 601)
