@@ -7,7 +7,9 @@ A model directory holds ``model.safetensors`` (all weights), ``config.json`` (en
 tokenizer files, ``nlu.json`` (label maps, temperatures, out-of-scope calibration and threshold,
 training config, sha256 of the training data; written last, it marks the directory complete),
 ``metrics.json``, with the ``msp+knn`` out-of-scope method ``oos_bank.npy`` (the in-scope training
-messages' embeddings, float16, L2-normalised) and, after training, reports and PNGs.
+messages' embeddings, float16, L2-normalised) and ``oos_bank_int8.npy`` (the same from the int8
+model, with its own calibration ``oos_int8`` in ``nlu.json``, used when the model is loaded
+quantized) and, after training, reports and PNGs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ CODE_VERSION = "nlu-2026.1"  # part of the default model's cache key: bump when 
 RANKING_SIZE = 5
 INFER_BATCH = 64
 BANK_FILE = "oos_bank.npy"
+BANK_FILE_INT8 = "oos_bank_int8.npy"  # the same messages embedded by the int8 model
 
 
 class NluModel:
@@ -45,7 +48,8 @@ class NluModel:
     oos_threshold: float
 
     def __init__(self, model: MultiHeadTextModel, tokenizer: Any, meta: dict[str, Any], *,
-                 max_seq_len: int = 64, quantized: bool = False, oos_bank: np.ndarray | None = None) -> None:
+                 max_seq_len: int = 64, quantized: bool = False, oos_bank: np.ndarray | None = None,
+                 oos_bank_int8: np.ndarray | None = None) -> None:
         self._model = model.eval()
         self._tokenizer = tokenizer
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer is not safe to call from two threads
@@ -63,13 +67,17 @@ class NluModel:
         oos = meta.get("oos")
         self.oos = OosCalibration(**oos) if oos else None
         self.oos_threshold = float(meta.get("oos_threshold", 1.0))
-        self.oos_bank: np.ndarray | None = None  # (m, d) float32 unit rows, for msp+knn
+        # msp+knn: the training messages' unit embeddings (fp32 model's, int8 model's) and the one in use
+        self.oos_bank = _checked_bank(oos_bank, model.dim, BANK_FILE)
+        self.oos_bank_int8 = _checked_bank(oos_bank_int8, model.dim, BANK_FILE_INT8)
+        self._bank: np.ndarray | None = None
         if self._uses_bank:
-            if oos_bank is None or oos_bank.ndim != 2 or oos_bank.shape[1] != model.dim or len(oos_bank) < 1:
-                got = "none" if oos_bank is None else f"shape {tuple(oos_bank.shape)}"
+            self._bank = self.oos_bank
+            if quantized and meta.get("oos_int8") and self.oos_bank_int8 is not None:
+                self.oos, self._bank = OosCalibration(**meta["oos_int8"]), self.oos_bank_int8
+            if self._bank is None:
                 raise DependencyUnavailable(f"out-of-scope method {self.oos.method!r} needs the in-scope "  # type: ignore[union-attr]
-                                            f"training embeddings, (m, {model.dim}); got {got}")
-            self.oos_bank = _normalise(oos_bank.astype(np.float32))
+                                            f"training embeddings ({BANK_FILE}, (m, {model.dim})); got none")
 
     @property
     def _uses_bank(self) -> bool:
@@ -105,14 +113,14 @@ class NluModel:
         if quantize:
             if device != "cpu":
                 raise InvalidInput(f"quantize=True needs device 'cpu', got {device!r}")
-            with warnings.catch_warnings():  # torch 2.14 announces the quantized-tensor API's future removal
-                warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*", category=UserWarning)
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            model = quantize_int8(model)
         model.to(device)
-        bank = None
-        if needs_neighbours(str((meta.get("oos") or {}).get("method", ""))) and (path / BANK_FILE).is_file():
-            bank = np.load(path / BANK_FILE, allow_pickle=False)
-        return cls(model, load_tokenizer(path), meta, max_seq_len=max_seq_len, quantized=quantize, oos_bank=bank)
+        banks = {}
+        if needs_neighbours(str((meta.get("oos") or {}).get("method", ""))):
+            banks = {name: np.load(path / name, allow_pickle=False) for name in (BANK_FILE, BANK_FILE_INT8)
+                     if (path / name).is_file()}
+        return cls(model, load_tokenizer(path), meta, max_seq_len=max_seq_len, quantized=quantize,
+                   oos_bank=banks.get(BANK_FILE), oos_bank_int8=banks.get(BANK_FILE_INT8))
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the model directory atomically (a temporary sibling renamed at the end)."""
@@ -131,8 +139,9 @@ class NluModel:
         self._tokenizer.save_pretrained(str(directory))
         if metrics is not None:
             write_json(directory / "metrics.json", metrics)
-        if self.oos_bank is not None:
-            np.save(directory / BANK_FILE, self.oos_bank.astype(np.float16), allow_pickle=False)
+        for name, bank in ((BANK_FILE, self.oos_bank), (BANK_FILE_INT8, self.oos_bank_int8)):
+            if bank is not None:
+                np.save(directory / name, bank.astype(np.float16), allow_pickle=False)
         write_json(directory / META_FILE, self.meta)
 
     # --- inference --------------------------------------------------------------------------
@@ -179,12 +188,12 @@ class NluModel:
         if self.oos is None:
             return np.zeros(len(intent_logits))
         distance = None
-        if self.oos_bank is not None:
+        if self._bank is not None:
             if pooled is None or len(pooled) != len(intent_logits):
                 raise ValueError(f"out-of-scope method {self.oos.method!r}: expected the pooled embeddings "
                                  f"of the {len(intent_logits)} messages, got "
                                  f"{'none' if pooled is None else len(pooled)}")
-            distance = neighbour_distance(pooled, self.oos_bank, unit_bank=True)
+            distance = neighbour_distance(pooled, self._bank, unit_bank=True)
         raw = oos_raw(intent_logits, temperature=self.temperatures.get("intent", 1.0),
                       method=self.oos.method, oos_index=self._oos_index, distance=distance,
                       standardise=self.oos.standardise)
@@ -239,6 +248,22 @@ class NluModel:
         return _normalise(self.forward(texts)["pooled"])
 
 
+def quantize_int8(model: MultiHeadTextModel) -> MultiHeadTextModel:
+    """A copy of ``model`` with dynamic int8 quantisation of its Linear layers (CPU)."""
+    with warnings.catch_warnings():  # torch 2.14 announces the quantized-tensor API's future removal
+        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*", category=UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-any-return]
+
+
+def _checked_bank(bank: np.ndarray | None, dim: int, name: str) -> np.ndarray | None:
+    if bank is None:
+        return None
+    if bank.ndim != 2 or bank.shape[1] != dim or len(bank) < 1:
+        raise DependencyUnavailable(f"{name}: expected the training messages' embeddings, shape (m, {dim}); "
+                                    f"got {tuple(bank.shape)}")
+    return _normalise(bank.astype(np.float32))
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -246,7 +271,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def build_meta(*, heads: dict[str, tuple[str, ...]], temperatures: dict[str, float],
                oos: OosCalibration | None, training: dict[str, Any], dropout: float,
-               max_seq_len: int) -> dict[str, Any]:
+               max_seq_len: int, oos_int8: OosCalibration | None = None) -> dict[str, Any]:
     """The ``nlu.json`` contents."""
     from models.text_encoder import BASE_MODEL_NAME
 
@@ -260,6 +285,7 @@ def build_meta(*, heads: dict[str, tuple[str, ...]], temperatures: dict[str, flo
         "temperatures": temperatures,
         "oos": oos.to_dict() if oos else None,
         "oos_threshold": oos.threshold if oos else 1.0,
+        **({"oos_int8": oos_int8.to_dict()} if oos_int8 else {}),
         "dropout": dropout,
         "max_seq_len": max_seq_len,
         "embedding": "mean-pooled last layer of the fine-tuned encoder, L2-normalised",

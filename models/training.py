@@ -33,7 +33,7 @@ from models.calibration import (
 )
 from models.evaluation import Evaluation, evaluate_model, report_text
 from models.finetune import IGNORE, Encoded, TrainConfig, encode, fit, predict
-from models.nlu import NluModel, build_meta
+from models.nlu import NluModel, build_meta, quantize_int8
 from models.reports import macro_f1, plot_confusion, plot_training_curves
 from models.text_encoder import MultiHeadTextModel, load_base_encoder, load_tokenizer
 
@@ -53,14 +53,28 @@ def head_labels(examples: Sequence[ds.Example]) -> dict[str, tuple[str, ...]]:
     return heads
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class OosFit:
+    """The out-of-scope calibration and, for a neighbour method, the training messages' embeddings;
+    the same again for the int8 model the runtime loads on CPU (its embeddings differ slightly)."""
+
+    calibration: Any = None  # OosCalibration | None
+    bank: np.ndarray | None = None
+    int8: Any = None  # OosCalibration | None
+    bank_int8: np.ndarray | None = None
+
+
 def calibrate(model: MultiHeadTextModel, enc: Encoded, heads: dict[str, tuple[str, ...]],
               config: TrainConfig, *, bank_enc: Encoded | None = None
-              ) -> tuple[dict[str, float], dict[str, Any], Any, np.ndarray | None]:
-    """Temperatures per head, ECE before/after on ``enc``, the out-of-scope calibration and, for
-    a neighbour method (``msp+knn``) without an ``oos`` class, the in-scope embeddings of
-    ``bank_enc`` (the training messages) that the method compares against."""
+              ) -> tuple[dict[str, float], dict[str, Any], OosFit]:
+    """Temperatures per head, ECE before/after on ``enc``, and the out-of-scope calibration; for a
+    neighbour method (``msp+knn``) without an ``oos`` class also the in-scope embeddings of
+    ``bank_enc`` (the training messages) that the method compares against, for the fp32 model
+    and for its int8 copy."""
     logits = predict(model, enc)
-    temps, report, oos, bank = {}, {}, None, None
+    temps: dict[str, float] = {}
+    report: dict[str, Any] = {}
+    fit = OosFit()
     for head in heads:
         y = enc.targets[head]
         valid = y != IGNORE
@@ -74,23 +88,38 @@ def calibrate(model: MultiHeadTextModel, enc: Encoded, heads: dict[str, tuple[st
                         "ece_after": expected_calibration_error(_softmax(z, t), yy)}
     if "intent" in heads and "intent" in temps:
         names = heads["intent"]
-        oos_index = names.index(ds.OOS_LABEL) if ds.OOS_LABEL in names else None
-        y = enc.targets["intent"]
-        valid = y != IGNORE
-        distance, standardise = None, None
-        if oos_index is None and needs_neighbours(config.oos_method):
-            bank, standardise = _neighbour_bank(model, bank_enc if bank_enc is not None else enc, temps["intent"])
-            distance = neighbour_distance(logits["pooled"][valid], bank)
-            report["oos_bank"] = {"messages": len(bank), **standardise}
-        raw = oos_raw(logits["intent"][valid], temperature=temps["intent"], method=config.oos_method,
-                      oos_index=oos_index, distance=distance, standardise=standardise)
-        cols = [i for i in range(len(names)) if i != oos_index]
-        pred = np.array(cols)[logits["intent"][valid][:, cols].argmax(1)]
-        is_oos = y[valid] == (oos_index if oos_index is not None else -1)
-        oos = fit_oos(raw[~is_oos], (pred == y[valid])[~is_oos], raw[is_oos], method=config.oos_method,
-                      standardise=standardise)
+        bank_enc = bank_enc if bank_enc is not None else enc
+        oos, bank = _fit_oos(model, logits, enc, names, temps["intent"], config, bank_enc)
         report["oos"] = oos.to_dict()
-    return temps, report, oos, bank
+        fit = OosFit(calibration=oos, bank=bank)
+        if bank is not None:
+            report["oos_bank"] = {"messages": len(bank), **(oos.standardise or {})}
+            quantized = quantize_int8(model)
+            oos_q, bank_q = _fit_oos(quantized, predict(quantized, enc), enc, names, temps["intent"], config, bank_enc)
+            report["oos_int8"] = oos_q.to_dict()
+            fit = OosFit(calibration=oos, bank=bank, int8=oos_q, bank_int8=bank_q)
+    return temps, report, fit
+
+
+def _fit_oos(model: MultiHeadTextModel, logits: dict[str, np.ndarray], enc: Encoded, names: tuple[str, ...],
+             temperature: float, config: TrainConfig, bank_enc: Encoded) -> tuple[Any, np.ndarray | None]:
+    """The out-of-scope calibration of ``model`` on ``enc`` (validation) and, for a neighbour
+    method without an ``oos`` class, the bank of ``bank_enc``'s embeddings."""
+    oos_index = names.index(ds.OOS_LABEL) if ds.OOS_LABEL in names else None
+    y = enc.targets["intent"]
+    valid = y != IGNORE
+    distance, standardise, bank = None, None, None
+    if oos_index is None and needs_neighbours(config.oos_method):
+        bank, standardise = _neighbour_bank(model, bank_enc, temperature)
+        distance = neighbour_distance(logits["pooled"][valid], bank)
+    raw = oos_raw(logits["intent"][valid], temperature=temperature, method=config.oos_method,
+                  oos_index=oos_index, distance=distance, standardise=standardise)
+    cols = [i for i in range(len(names)) if i != oos_index]
+    pred = np.array(cols)[logits["intent"][valid][:, cols].argmax(1)]
+    is_oos = y[valid] == (oos_index if oos_index is not None else -1)
+    oos = fit_oos(raw[~is_oos], (pred == y[valid])[~is_oos], raw[is_oos], method=config.oos_method,
+                  standardise=standardise)
+    return oos, bank
 
 
 def _neighbour_bank(model: MultiHeadTextModel, enc: Encoded, temperature: float
@@ -151,13 +180,14 @@ def train_examples(examples: Sequence[ds.Example], out_dir: Path, *, config: Tra
            for name in ("train", "val")}
     result = fit(model, enc["train"], enc["val"], config, progress=progress)
     calib_enc = enc["val"] if len(enc["val"]) else enc["train"]
-    temps, calib, oos, bank = calibrate(model, calib_enc, heads, config, bank_enc=enc["train"])
+    temps, calib, oos = calibrate(model, calib_enc, heads, config, bank_enc=enc["train"])
     training = {"config": config.to_dict(), "task": primary, "data": data_info or {},
                 "sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")},
                 "calibrated_on": "validation" if len(enc["val"]) else "training (no validation split)"}
-    meta = build_meta(heads=heads, temperatures=temps, oos=oos, training=training, dropout=config.dropout,
-                      max_seq_len=config.max_seq_len)
-    nlu = NluModel(model, tokenizer, meta, max_seq_len=config.max_seq_len, oos_bank=bank)
+    meta = build_meta(heads=heads, temperatures=temps, oos=oos.calibration, training=training,
+                      dropout=config.dropout, max_seq_len=config.max_seq_len, oos_int8=oos.int8)
+    nlu = NluModel(model, tokenizer, meta, max_seq_len=config.max_seq_len, oos_bank=oos.bank,
+                   oos_bank_int8=oos.bank_int8)
     evaluation = evaluate_model(nlu, split.test)
     metrics = {"task": primary, "heads": {h: list(n) for h, n in heads.items()}, "sizes": training["sizes"],
                "best_epoch": result.best_epoch, "epochs_run": len(result.history),
@@ -261,13 +291,14 @@ def retrain_head(base_model: Path, examples: Sequence[ds.Example], out_dir: Path
     start = time.perf_counter()
     history = _fit_head(head, feats, enc, task, config, progress)
     seconds = time.perf_counter() - start
-    temps, calib, _, _ = calibrate(module, enc["val"] if len(enc["val"]) else enc["train"], heads, config)
+    temps, calib, _ = calibrate(module, enc["val"] if len(enc["val"]) else enc["train"], heads, config)
     meta = copy.deepcopy(base.meta)
     meta["heads"][task] = list(names)
     meta["temperatures"][task] = temps[task]
     meta["training"].setdefault("retrained_heads", []).append(
         {"task": task, "data": data_info or {}, "config": config.to_dict(), "base_model": str(base_model)})
-    nlu = NluModel(module, base.tokenizer, meta, max_seq_len=base.max_seq_len, oos_bank=base.oos_bank)
+    nlu = NluModel(module, base.tokenizer, meta, max_seq_len=base.max_seq_len, oos_bank=base.oos_bank,
+                   oos_bank_int8=base.oos_bank_int8)
     evaluation = evaluate_model(nlu, split.test)
     metrics = {"task": task, "retrained_head_of": str(base_model), "sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")},
                "epochs_run": len(history), "train_seconds": round(seconds, 2), "history": history,

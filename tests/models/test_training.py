@@ -18,7 +18,7 @@ from agent.errors import DependencyUnavailable, InvalidInput
 from models import training
 from models.artifacts import META_FILE
 from models.default_model import cache_key, ensure_default_model
-from models.nlu import BANK_FILE, NluModel
+from models.nlu import BANK_FILE, BANK_FILE_INT8, NluModel
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
@@ -147,9 +147,12 @@ def test_train_from_files_two_epochs_reaches_stated_accuracy(banking_subset: dic
     meta = json.loads((out / META_FILE).read_text())
     assert meta["oos"]["method"] == "msp+knn" and set(meta["oos"]["standardise"]) == {
         "msp_mean", "msp_std", "knn_mean", "knn_std"}
-    bank = np.load(out / BANK_FILE)
-    assert bank.dtype == np.float16 and bank.shape == (metrics["sizes"]["train"], 384)
+    bank, bank_int8 = np.load(out / BANK_FILE), np.load(out / BANK_FILE_INT8)
+    assert bank.dtype == np.float16 and bank.shape == bank_int8.shape == (metrics["sizes"]["train"], 384)
+    assert not np.array_equal(bank, bank_int8) and meta["oos_int8"]["standardise"] != meta["oos"]["standardise"]
     model = NluModel.from_pretrained(out, quantize=True)
+    assert model.oos.to_dict() == meta["oos_int8"]  # the int8 model scores with its own bank and calibration
+    assert NluModel.from_pretrained(out).oos.to_dict() == meta["oos"]
     unrelated, inside = model.understand_batch(["what's the weather in Leeds", "my new card still hasn't arrived"])
     assert unrelated.oos_score > model.oos_threshold > inside.oos_score, (unrelated, inside)
 
@@ -162,7 +165,8 @@ def test_neighbour_model_needs_its_bank_and_keeps_it_when_a_head_is_retrained(
         pytest.skip("needs the model of test_train_from_files_two_epochs_reaches_stated_accuracy")
     retrained = tmp_path / "retrained"
     training.train_from_files(mini_sentiment, retrained, task="sentiment", base_model=out, epochs=1, progress=False)
-    assert np.allclose(np.load(retrained / BANK_FILE), np.load(out / BANK_FILE), atol=2e-3)
+    for name in (BANK_FILE, BANK_FILE_INT8):
+        assert np.allclose(np.load(retrained / name), np.load(out / name), atol=2e-3)
     texts = ["where is my card", "is it going to rain tomorrow"]
     before, after = NluModel.from_pretrained(out), NluModel.from_pretrained(retrained)
     assert [r.oos_score for r in after.understand_batch(texts)] == pytest.approx(
