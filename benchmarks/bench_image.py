@@ -283,6 +283,8 @@ def main() -> int:
         "--limit", type=int, default=0, help="at most this many uploads per group (smoke runs)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "image.jsonl")
+    parser.add_argument("--compare-read-all", action="store_true",
+                        help="also time OCR on every picture (vision.ocr_skip_kinds empty), in the same run")
     args = parser.parse_args()
     if args.device != "cpu":
         parser.error(f"--device: expected 'cpu', got {args.device!r}")
@@ -305,13 +307,25 @@ def main() -> int:
         ]
     with_ocr = run_turns(analyzer, uploads, args.burn_in)
     without_ocr = run_turns(no_ocr, uploads, args.burn_in)
+    skipped: dict[str, dict[str, int]] = {}
+    for upload, analysis, _ in with_ocr:
+        for group in (upload.group, "all"):
+            row = skipped.setdefault(group, {"n": 0, "ocr_skipped": 0, "skipped_but_kind_has_text": 0})
+            row["n"] += 1
+            row["ocr_skipped"] += analysis.ocr == "skipped"
+            row["skipped_but_kind_has_text"] += analysis.ocr == "skipped" and upload.kind not in analyzer.ocr_skip_kinds
     result: dict[str, object] = {
         "n_uploads": len(uploads),
+        "ocr_skip": {"kinds": sorted(analyzer.ocr_skip_kinds), "confidence": analyzer.ocr_skip_confidence,
+                     "per_group": skipped},
         "latency_with_ocr_ms": latency_table(with_ocr),
         "latency_without_ocr_ms": latency_table(without_ocr),
         "kind_accuracy_held_out": kind_accuracy(with_ocr, without_ocr),
         "rendered_fields_exact": rendered_fields(with_ocr),
     }
+    if args.compare_read_all:
+        read_all = KindHeadImageAnalyzer(encoder=analyzer.encoder, head=analyzer.head, ocr=analyzer.ocr)
+        result["latency_with_ocr_read_all_ms"] = latency_table(run_turns(read_all, uploads, args.burn_in))
     receipts = [u for u in uploads if u.group == "shared_receipt"]
     if shared is not None:
         result["production_head_rendered_only_on_shared"] = production_head_on_shared(
@@ -355,8 +369,12 @@ def main() -> int:
         f"image turn p50/p95 ms: with OCR {w['turn_ms']['p50']}/{w['turn_ms']['p95']} "
         f"(cpu {w['turn_cpu_ms']['p50']}/{w['turn_cpu_ms']['p95']}), without OCR {wo['turn_ms']['p50']}/"
         f"{wo['turn_ms']['p95']}; kind {acc['head_with_ocr']} (no OCR {acc['head_no_ocr']}, ImageNet rules "
-        f"{acc['baseline_imagenet_rules']}); receipts {result.get('receipts_as_runtime')}"
+        f"{acc['baseline_imagenet_rules']}); receipts {result.get('receipts_as_runtime')}; OCR skipped on "
+        f"{skipped['all']['ocr_skipped']} of {skipped['all']['n']} uploads"
     )
+    if "latency_with_ocr_read_all_ms" in result:
+        r = result["latency_with_ocr_read_all_ms"]["all"]  # type: ignore[index]
+        print(f"OCR on every picture (same run): turn p50/p95 ms {r['turn_ms']['p50']}/{r['turn_ms']['p95']}")
     return 0
 
 
