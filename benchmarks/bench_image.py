@@ -120,31 +120,35 @@ def build_uploads(shared: Path | None, per_kind_fresh: int) -> list[Upload]:
 
 
 def run_turns(
-    analyzer: KindHeadImageAnalyzer, uploads: list[Upload], burn_in: int
-) -> list[tuple[Upload, object, dict]]:
-    """Whole image turns from bytes; per upload the analysis and stage milliseconds (wall, and
-    CPU time of the process, which a busy shared machine inflates less)."""
+    analyzers: dict[str, KindHeadImageAnalyzer], uploads: list[Upload], burn_in: int
+) -> dict[str, list[tuple[Upload, object, dict]]]:
+    """Whole image turns from bytes, every upload through each analyzer in turn (interleaved, so
+    a machine that gets busier or a runtime that warms up affects them alike); per analyzer and
+    upload the analysis and stage milliseconds (wall, and CPU time of the process, which a busy
+    shared machine inflates less)."""
     for upload in uploads[:burn_in]:
-        analyzer.analyze(load_image(upload.data, **LIMITS))
-    out = []
+        for analyzer in analyzers.values():
+            analyzer.analyze(load_image(upload.data, **LIMITS))
+    out: dict[str, list[tuple[Upload, object, dict]]] = {name: [] for name in analyzers}
     for upload in uploads:
-        t0, c0 = time.perf_counter(), time.process_time()
-        picture = load_image(upload.data, **LIMITS)
-        decode_ms = (time.perf_counter() - t0) * 1e3
-        analysis, timings = analyzer.analyze_timed(picture)
-        cpu_ms = (time.process_time() - c0) * 1e3
-        out.append(
-            (
-                upload,
-                analysis,
-                {
-                    "decode_ms": decode_ms,
-                    **timings,
-                    "turn_ms": decode_ms + sum(timings.values()),
-                    "turn_cpu_ms": cpu_ms,
-                },
+        for name, analyzer in analyzers.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            picture = load_image(upload.data, **LIMITS)
+            decode_ms = (time.perf_counter() - t0) * 1e3
+            analysis, timings = analyzer.analyze_timed(picture)
+            cpu_ms = (time.process_time() - c0) * 1e3
+            out[name].append(
+                (
+                    upload,
+                    analysis,
+                    {
+                        "decode_ms": decode_ms,
+                        **timings,
+                        "turn_ms": decode_ms + sum(timings.values()),
+                        "turn_cpu_ms": cpu_ms,
+                    },
+                )
             )
-        )
     return out
 
 
@@ -284,7 +288,7 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "image.jsonl")
     parser.add_argument("--compare-read-all", action="store_true",
-                        help="also time OCR on every picture (vision.ocr_skip_kinds empty), in the same run")
+                        help="also time OCR on every picture (vision.ocr_skip_kinds empty), interleaved in the same run")
     args = parser.parse_args()
     if args.device != "cpu":
         parser.error(f"--device: expected 'cpu', got {args.device!r}")
@@ -305,8 +309,11 @@ def main() -> int:
         uploads = [
             u for u in uploads if sum(v.group == u.group for v in uploads[: uploads.index(u)]) < args.limit
         ]
-    with_ocr = run_turns(analyzer, uploads, args.burn_in)
-    without_ocr = run_turns(no_ocr, uploads, args.burn_in)
+    analyzers = {"with_ocr": analyzer, "without_ocr": no_ocr}
+    if args.compare_read_all:
+        analyzers["read_all"] = KindHeadImageAnalyzer(encoder=analyzer.encoder, head=analyzer.head, ocr=analyzer.ocr)
+    turns = run_turns(analyzers, uploads, args.burn_in)
+    with_ocr, without_ocr = turns["with_ocr"], turns["without_ocr"]
     skipped: dict[str, dict[str, int]] = {}
     for upload, analysis, _ in with_ocr:
         for group in (upload.group, "all"):
@@ -323,9 +330,8 @@ def main() -> int:
         "kind_accuracy_held_out": kind_accuracy(with_ocr, without_ocr),
         "rendered_fields_exact": rendered_fields(with_ocr),
     }
-    if args.compare_read_all:
-        read_all = KindHeadImageAnalyzer(encoder=analyzer.encoder, head=analyzer.head, ocr=analyzer.ocr)
-        result["latency_with_ocr_read_all_ms"] = latency_table(run_turns(read_all, uploads, args.burn_in))
+    if "read_all" in turns:
+        result["latency_with_ocr_read_all_ms"] = latency_table(turns["read_all"])
     receipts = [u for u in uploads if u.group == "shared_receipt"]
     if shared is not None:
         result["production_head_rendered_only_on_shared"] = production_head_on_shared(
