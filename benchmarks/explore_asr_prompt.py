@@ -22,6 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 DEFAULT_BANKING77 = ROOT.parent / "shared" / "data" / "banking77"
 
@@ -30,21 +31,14 @@ def _words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
 
 
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i in range(1, len(ref) + 1):
-        previous, row[0] = row[:], i
-        for j in range(1, len(hyp) + 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ref[i - 1] != hyp[j - 1]))
-    return row[len(hyp)]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=40, help="held-out sentences, each spoken by every test voice")
     parser.add_argument("--banking77", type=Path, default=DEFAULT_BANKING77)
     parser.add_argument("--only", default="", help="comma-separated variant names")
     args = parser.parse_args(argv)
+
+    from bench_asr import edit_distance  # the word-level Levenshtein distance bench_asr scores WER with
 
     from agent.config import DEFAULT_ASR_PROMPT, AsrConfig
     from modalities.audio import resample

@@ -88,14 +88,14 @@ class KindHeadImageAnalyzer:
     def analyze(self, image: ImageInput) -> ImageAnalysis:
         return self.analyze_timed(image)[0]
 
-    def _skip_ocr(self, vector: np.ndarray, image: ImageInput) -> bool:
-        """True when the picture alone (stage 1 of the head) says, confidently enough, that it is a
-        kind whose text nothing reads (product photos, other pictures): OCR costs 25-35 ms of CPU
-        per text line and is the bulk of an image turn."""
+    def _skip_ocr(self, vector: np.ndarray, image: ImageInput) -> tuple[str, float, tuple[float, ...]] | None:
+        """Stage 1's prediction (the picture alone) when it says, confidently enough, that the picture
+        is a kind whose text nothing reads (product photos, other pictures), else None: OCR costs
+        25-35 ms of CPU per text line and is the bulk of an image turn."""
         if self.ocr is None or not self.ocr_skip_kinds:
-            return False
-        kind, confidence, _ = self.head.predict(vector, image.width_px, image.height_px, None)
-        return kind in self.ocr_skip_kinds and confidence >= self.ocr_skip_confidence
+            return None
+        first = self.head.predict(vector, image.width_px, image.height_px, None)
+        return first if first[0] in self.ocr_skip_kinds and first[1] >= self.ocr_skip_confidence else None
 
     def analyze_timed(self, image: ImageInput) -> tuple[ImageAnalysis, dict[str, float]]:
         """``analyze``, plus the milliseconds each stage took (``encode_ms``, ``ocr_ms``, ``kind_fields_ms``)."""
@@ -103,12 +103,12 @@ class KindHeadImageAnalyzer:
         embedding = self.encoder.encode(image)
         t1 = time.perf_counter()
         skipped = self._skip_ocr(embedding.vector, image)
-        read = self.ocr is not None and not skipped
+        read = self.ocr is not None and skipped is None
         lines = self.ocr.read(image) if read else ()  # type: ignore[union-attr]
         t2 = time.perf_counter()
         lines = tuple(replace(line, text=mask_card_numbers(line.text)) for line in lines)
         cues = ocr_cues(lines, image.width_px, image.height_px) if read else None
-        kind, confidence, _ = self.head.predict(embedding.vector, image.width_px, image.height_px, cues)
+        kind, confidence, _ = skipped or self.head.predict(embedding.vector, image.width_px, image.height_px, cues)
         analysis = ImageAnalysis(
             sha256=image.sha256,
             kind=kind,
@@ -117,7 +117,7 @@ class KindHeadImageAnalyzer:
             ocr_lines=lines,
             fields=read_fields(lines, kind=kind if confidence >= FIELDS_KIND_MIN_CONFIDENCE else None),
             embedding=embedding.vector,
-            ocr="read" if read else ("skipped" if skipped else "off"),
+            ocr="read" if read else ("skipped" if skipped is not None else "off"),
         )
         t3 = time.perf_counter()
         timings = {"encode_ms": (t1 - t0) * 1e3, "ocr_ms": (t2 - t1) * 1e3, "kind_fields_ms": (t3 - t2) * 1e3}
