@@ -106,15 +106,24 @@ def _prompt_misled(segments: Sequence[_Segment], config: AsrConfig) -> bool:
     """Whether a transcript decoded with ``asr.initial_prompt`` should be decoded again without
     it: on noise or silence Whisper tends to repeat the prompt, confidently. Suspect when the
     first segment is probably not speech (``no_speech_prob`` over the threshold), when the text
-    is repetitive, or when it repeats any five consecutive words of the prompt."""
+    is repetitive (or one phrase said twice over), or when it repeats any five consecutive words
+    of the prompt. A false alarm only costs a second decode."""
     text = " ".join(s.text.strip() for s in segments).strip()
     if not segments or not text:
         return False
     if segments[0].no_speech_prob > config.no_speech_threshold or _compression_ratio(text) > MAX_COMPRESSION_RATIO:
         return True
     said, prompt = _words(text), _words(config.initial_prompt)
+    if _repeats_itself(said):  # "agent please agent please": too short for the compression test
+        return True
     grams = {tuple(prompt[i : i + PROMPT_ECHO_WORDS]) for i in range(len(prompt) - PROMPT_ECHO_WORDS + 1)}
     return any(tuple(said[i : i + PROMPT_ECHO_WORDS]) in grams for i in range(len(said) - PROMPT_ECHO_WORDS + 1))
+
+
+def _repeats_itself(words: list[str]) -> bool:
+    """The whole word sequence is one phrase said two or more times over."""
+    n = len(words)
+    return any(n % k == 0 and words == words[:k] * (n // k) for k in range(1, n // 2 + 1))
 
 
 def _words(text: str) -> list[str]:

@@ -166,7 +166,9 @@ def test_a_transcript_that_echoes_the_prompt_is_decoded_again_without_it() -> No
     assert _prompt_misled(seg("A bank customer calls about a card."), config)  # Whisper's echo on noise
     assert _prompt_misled(seg("I'd like to check my balance", no_speech=0.9), config)  # probably not speech
     assert _prompt_misled(seg("card card card card card card card card card card card card"), config)  # repetitive
+    assert _prompt_misled(seg("Agent, please. Agent, please."), config)  # a short phrase doubled
     assert not _prompt_misled(seg("I'm calling about a card payment I don't recognise"), config)
+    assert not _prompt_misled(seg("agent please"), config)
     assert not _prompt_misled(seg("I'm calling about a card payment"), AsrConfig(initial_prompt=""))
     assert not _prompt_misled([], config)
     with pytest.raises(ConfigError, match=r"asr.initial_prompt: expected at most 600 characters .* got 601"):
