@@ -95,3 +95,40 @@ def test_receipt_totals_and_dates_on_shared_receipts(ocr: RapidOcrRecognizer, sh
         dates += fields.get("date") == key["date"]
     # Measured: 8/8 totals and 8/8 dates on this subset (all 40: benchmarks/README.md, image section).
     assert totals >= 7 and dates >= 7, f"totals {totals}/8, dates {dates}/8"
+
+
+def test_recognition_on_two_workers_reads_what_one_worker_reads(ocr: RapidOcrRecognizer) -> None:
+    assert ocr.settings.rec_workers == 2
+    rows = [(f"Item {i:02d} coffee beans {i * 3}.25", (30, 20 + 34 * i), 22) for i in range(14)]
+    picture = image_from_pil(text_picture((620, 520), rows))
+    single = RapidOcrRecognizer(OcrSettings(rec_workers=1))
+    try:
+        ours, theirs = ocr.read(picture), single.read(picture)
+    finally:
+        single.close()
+    assert len(ours) >= 12  # more lines than one batch, so several workers took part
+    assert [line.text for line in ours] == [line.text for line in theirs]
+    assert [line.box for line in ours] == [line.box for line in theirs]
+    assert "item05coffeebeans15.25" in {squash(line.text) for line in ours}
+
+
+def test_the_detector_input_limit_is_honoured() -> None:
+    # RapidOCR 1.4.4 picks its own limit (960/1500/2000 px) when the limit type is "max"; ours wins
+    reader = RapidOcrRecognizer(OcrSettings(max_side_px=2000, det_limit_side_px=640, rec_workers=1))
+    try:
+        preprocess = reader._engine.text_det.get_preprocess(1800)
+        assert (preprocess.limit_side_len, preprocess.limit_type) == (640, "max")
+        picture = text_picture((1800, 900), [("REFUND APPROVED", (300, 380), 110)])
+        lines = reader.read(image_from_pil(picture))
+        assert squash(lines[0].text) == "refundapproved"
+        xs = [p[0] for p in lines[0].box]
+        assert 250 < min(xs) < 350  # boxes come back in the image's own pixels
+    finally:
+        reader.close()
+
+
+def test_worker_and_batch_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"rec_workers must be in \[1, 16\], got 0"):
+        OcrSettings(rec_workers=0)
+    with pytest.raises(ValueError, match=r"rec_batch must be in \[1, 64\], got 0"):
+        OcrSettings(rec_batch=0)
