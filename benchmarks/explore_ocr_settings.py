@@ -4,7 +4,8 @@ variant's text is to the first variant's, and receipt totals and dates read exac
 
     python benchmarks/explore_ocr_settings.py [--variants b8:8:960,b4:4:960] [--per-kind 6]
 
-A variant is ``name:rec_batch:det_limit_side_px[:rec_workers]`` (workers default 1). Pictures: rendered receipts, screenshots,
+A variant is ``name:rec_batch:det_limit_side_px[:rec_workers[:simplify]]`` (workers default 1;
+simplify 1 or 0: the simplified ONNX graphs of ``models.ocr_graph`` or the shipped ones, default 1). Pictures: rendered receipts, screenshots,
 cards and documents (seed 7, not the labelled set's) and shared receipts 020-039.
 """
 
@@ -48,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shared receipts not found under {args.shared}; rendered pictures only", file=sys.stderr)
     variants = {}
     for spec in args.variants.split(","):
-        name, batch, det, *workers = spec.split(":")
+        name, batch, det, *extra = spec.split(":")
         variants[name] = RapidOcrRecognizer(OcrSettings(
-            rec_batch=int(batch), det_limit_side_px=int(det), rec_workers=int(workers[0]) if workers else 1,
+            rec_batch=int(batch), det_limit_side_px=int(det), rec_workers=int(extra[0]) if extra else 1,
+            simplify_graphs=extra[1:2] != ["0"],
         ))
         variants[name].read_pil(pictures[0][1])  # warm-up
     times: dict[str, list[tuple[str, float]]] = {n: [] for n in variants}

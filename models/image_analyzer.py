@@ -44,7 +44,7 @@ from models.image_kind import (
     kind_from_labels,
     ocr_cues,
 )
-from models.ocr import RapidOcrRecognizer
+from models.ocr import OcrSettings, RapidOcrRecognizer
 from models.vision import load_image_encoder
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ def load_image_analyzer(
 ) -> KindHeadImageAnalyzer:
     """Encoder + OCR (unless ``config.ocr`` is off) + kind head, as ``VisionConfig`` says."""
     encoder = load_image_encoder(config)
-    ocr = RapidOcrRecognizer() if config.ocr else None
+    ocr = RapidOcrRecognizer(OcrSettings(graph_cache_dir=Path(cache_dir) / "ocr-graphs")) if config.ocr else None
     head_dir = config.kind_head_dir
     if head_dir is not None:
         head = KindHead.load(Path(head_dir))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,11 @@ from PIL import Image
 
 from agent.errors import DependencyUnavailable
 from agent.messages import ImageInput, OcrLine
+from models.ocr_graph import simplified_model
 
 log = logging.getLogger(__name__)
+
+DEFAULT_GRAPH_DIR = Path.home() / ".cache" / "support-agent" / "ocr-graphs"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +48,11 @@ class OcrSettings:
     # 48 x 320 crop 20 ms on one thread, no faster on two), so two batches side by side use 2
     # cores better (benchmarks/explore_ocr_settings.py, figures in benchmarks/README.md)
     rec_workers: int = 2
+    # run exact simplifications of the ONNX graphs (models/ocr_graph.py: one HardSwish instead of
+    # four element-wise operators, scalar affines folded into convolutions), cached under
+    # ``graph_cache_dir`` (default ~/.cache/support-agent/ocr-graphs); about a fifth faster
+    simplify_graphs: bool = True
+    graph_cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.rec_workers <= 16:
@@ -63,20 +72,29 @@ class OcrSettings:
             raise ValueError(f"OcrSettings.min_confidence must be in [0, 1], got {self.min_confidence}")
 
 
-def _stop_spinning(engine: object, threads: int, rec_threads: int) -> None:
+# random inputs the simplified graphs are checked on (batch, channels, height, width)
+_CHECK_SHAPES = {
+    "det": [(1, 3, 320, 288)],
+    "rec": [(1, 3, 48, 320), (2, 3, 48, 200)],
+    "cls": [(1, 3, 48, 192)],
+}
+
+
+def _stop_spinning(engine: object, threads: int, rec_threads: int, graph_dir: Path | None = None) -> None:
     """Rebuild RapidOCR's onnxruntime sessions with busy-waiting threads off.
 
     onnxruntime's worker threads spin while waiting for work; on a machine whose cores are
     shared this burns the CPU other work needs (measured on 2 busy cores: a receipt took 10.0 s
     with spinning, 6.4 s without). RapidOCR 1.4.4 does not expose the option, so the sessions
-    are recreated; if its internals differ, the library's sessions are kept.
+    are recreated; if its internals differ, the library's sessions are kept. With ``graph_dir``
+    the sessions load the simplified graphs (``models.ocr_graph``) cached there.
     """
     from onnxruntime import GraphOptimizationLevel, InferenceSession, SessionOptions
 
-    for holder, n_threads in (
-        (getattr(getattr(engine, "text_det", None), "infer", None), threads),
-        (getattr(getattr(engine, "text_rec", None), "session", None), rec_threads),
-        (getattr(getattr(engine, "text_cls", None), "infer", None), threads),
+    for holder, n_threads, part in (
+        (getattr(getattr(engine, "text_det", None), "infer", None), threads, "det"),
+        (getattr(getattr(engine, "text_rec", None), "session", None), rec_threads, "rec"),
+        (getattr(getattr(engine, "text_cls", None), "infer", None), threads, "cls"),
     ):
         session = getattr(holder, "session", None)
         path = getattr(session, "_model_path", None)
@@ -88,6 +106,8 @@ def _stop_spinning(engine: object, threads: int, rec_threads: int) -> None:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if graph_dir is not None:
+            path = simplified_model(path, graph_dir, _CHECK_SHAPES[part])
         holder.session = InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
@@ -169,6 +189,9 @@ class RapidOcrRecognizer:
 
     def __init__(self, settings: OcrSettings | None = None) -> None:
         self.settings = settings or OcrSettings()
+        graph_dir = None
+        if self.settings.simplify_graphs:
+            graph_dir = self.settings.graph_cache_dir or DEFAULT_GRAPH_DIR
         try:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError as e:  # pragma: no cover - a dependency of the project
@@ -185,7 +208,7 @@ class RapidOcrRecognizer:
             intra_op_num_threads=s.threads,
             inter_op_num_threads=1,
         )
-        _stop_spinning(self._engine, s.threads, max(1, s.threads // s.rec_workers))
+        _stop_spinning(self._engine, s.threads, max(1, s.threads // s.rec_workers), graph_dir)
         _limit_detector_input(self._engine, s.det_limit_side_px)
         self._pool = None
         if s.rec_workers > 1:
