@@ -63,7 +63,7 @@ class SetConfig:
 
     seed: int = 0
     spoken: tuple[int, int, int] = (240, 48, 100)  # train, val, test sentences
-    train_voices_per_sentence: int = 3
+    train_voices_per_sentence: int = 2
     deciding: tuple[int, int, int] = (16, 4, 10)  # pictures per deciding type
     irrelevant: tuple[int, int, int] = (8, 2, 6)  # pictures per irrelevant type
     texts_per_picture: int = 2

@@ -39,11 +39,8 @@ class Voice:
         return f"{self.engine}:{self.name}"
 
 
-# Training voices cover male and female pitch (the female variants f2 and f4 are not the test set's
-# f3); the test voices are never trained on.
 TRAIN_VOICES = (Voice(engine="espeak-ng", name="en-us"), Voice(engine="espeak-ng", name="en-gb-x-rp"),
-                Voice(engine="espeak-ng", name="en+m3"), Voice(engine="espeak-ng", name="en+f2"),
-                Voice(engine="espeak-ng", name="en-gb-x-rp+f4"))
+                Voice(engine="espeak-ng", name="en+m3"))
 TEST_VOICES = (Voice(engine="piper", name="joe"), Voice(engine="espeak-ng", name="en-us+f3"))
 TEST_VOICES_NO_PIPER = (Voice(engine="espeak-ng", name="en-us+f3"), Voice(engine="espeak-ng", name="en-us-nyc"))
 
