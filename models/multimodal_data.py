@@ -131,7 +131,7 @@ def _key(*parts: Any) -> str:
 def _plan_spoken(pools: dict[str, list[tuple[str, str, str]]], config: SetConfig,
                  rng: random.Random) -> list[tuple[str, str, str, str, MS.ClipSpec]]:
     """(split, sentence, intent, source, clip spec) for every clip."""
-    voices = {"train": MS.TRAIN_VOICES, "val": MS.VAL_VOICES, "test": MS.test_voices()}
+    voices = {"train": MS.TRAIN_VOICES, "val": MS.TRAIN_VOICES, "test": MS.test_voices()}
     out = []
     for split, n in zip(MI.SPLITS, config.spoken):
         pool = pools[f"spoken_{split}"]
@@ -288,7 +288,6 @@ def build_set(out_dir: Path, config: AgentConfig, *, set_config: SetConfig | Non
         f.writelines(json.dumps(asdict(ex), ensure_ascii=False) + "\n" for ex in examples)
     manifest = {"version": SET_VERSION, "config": asdict(set_config), "pools": pool_info,
                 "counts": _counts(examples), "voices": {"train": [v.label for v in MS.TRAIN_VOICES],
-                                                        "val": [v.label for v in MS.VAL_VOICES],
                                                         "test": [v.label for v in MS.test_voices()]},
                 "asr": {"model": config.asr.model_name, "backend": config.asr.backend},
                 "seconds_this_build": {"images": round(t1 - t0, 1), "speech": round(t2 - t1, 1)}}

@@ -41,12 +41,6 @@ class Voice:
 
 TRAIN_VOICES = (Voice(engine="espeak-ng", name="en-us"), Voice(engine="espeak-ng", name="en-gb-x-rp"),
                 Voice(engine="espeak-ng", name="en+m3"))
-# Validation (early stopping, model selection) hears voices training never heard, as test does:
-# with the training voices, validation rewarded fitting their sound (measured: the fusion then
-# moved confidently read transcripts of unseen voices to picture intents). Three voices, as many as
-# TRAIN_VOICES, so the set's random draws (and its train and test parts) stay as they were.
-VAL_VOICES = (Voice(engine="espeak-ng", name="en-gb-scotland"), Voice(engine="espeak-ng", name="en-029"),
-              Voice(engine="espeak-ng", name="en+f4"))
 TEST_VOICES = (Voice(engine="piper", name="joe"), Voice(engine="espeak-ng", name="en-us+f3"))
 TEST_VOICES_NO_PIPER = (Voice(engine="espeak-ng", name="en-us+f3"), Voice(engine="espeak-ng", name="en-us-nyc"))
 

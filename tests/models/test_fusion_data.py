@@ -23,7 +23,7 @@ from models.multimodal_images import (
     ambiguous_texts,
     render_picture,
 )
-from models.multimodal_speech import TRAIN_VOICES, VAL_VOICES, ClipSpec, Voice, telephone_channel, test_voices
+from models.multimodal_speech import TRAIN_VOICES, ClipSpec, Voice, telephone_channel, test_voices
 from models.multimodal_texts import BANKING77_TO_DOMAIN, domain_split, sentence_pools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,12 +74,6 @@ def test_sentence_pools_are_disjoint_and_test_uses_what_the_text_model_held_out(
 
 def test_test_voices_are_not_training_voices() -> None:
     assert not {v.label for v in test_voices()} & {v.label for v in TRAIN_VOICES}
-
-
-def test_validation_voices_are_neither_training_nor_test_voices() -> None:
-    val = {v.label for v in VAL_VOICES}
-    assert len(VAL_VOICES) == len(TRAIN_VOICES)  # the set's random draws stay as they were
-    assert not val & {v.label for v in TRAIN_VOICES} and not val & {v.label for v in test_voices()}
 
 
 def test_telephone_channel_is_8khz_mulaw_with_the_asked_noise() -> None:
