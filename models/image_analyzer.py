@@ -91,7 +91,7 @@ class KindHeadImageAnalyzer:
     def _skip_ocr(self, vector: np.ndarray, image: ImageInput) -> tuple[str, float, tuple[float, ...]] | None:
         """Stage 1's prediction (the picture alone) when it says, confidently enough, that the picture
         is a kind whose text nothing reads (product photos, other pictures), else None: OCR costs
-        25-35 ms of CPU per text line and is the bulk of an image turn."""
+        CPU per text line and is the bulk of an image turn."""
         if self.ocr is None or not self.ocr_skip_kinds:
             return None
         first = self.head.predict(vector, image.width_px, image.height_px, None)

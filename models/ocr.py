@@ -20,20 +20,21 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from agent.config import DEFAULT_CACHE_DIR
 from agent.errors import DependencyUnavailable
 from agent.messages import ImageInput, OcrLine
 from models.ocr_graph import simplified_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GRAPH_DIR = Path.home() / ".cache" / "support-agent" / "ocr-graphs"
+DEFAULT_GRAPH_DIR = DEFAULT_CACHE_DIR / "ocr-graphs"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OcrSettings:
     max_side_px: int = 2000  # the image is downscaled so its longer side is at most this
     # the detector's input: longer side at most this. Lower is faster on large photos but misses
-    # small print: 960 px read the shared receipt photos 25% faster with one date fewer (18/20
+    # small print: 960 px read the shared receipt photos 20-25% faster with one date fewer (18/20
     # instead of 19/20 on receipts 020-039, benchmarks/explore_ocr_settings.py), so the default
     # detects at the recognition resolution
     det_limit_side_px: int = 2000
