@@ -61,6 +61,12 @@ class FusionTrainConfig:
     drop_ocr: float = 0.2
     keep_text_on_irrelevant: bool = True  # irrelevant-picture turns: target the text model's answer, not the label
     irrelevant_keep_weight: float = 1.0
+    # spoken turns: pull the fused sentence vector towards the text model's vector of the sentence
+    # as typed (1 - cosine), so the speech path learns what was meant, not only which label
+    typed_pool_weight: float = 0.0
+    # training only: this share of each clip's speech tokens, in two spans, replaced by the clip's
+    # mean (SpecAugment-style time masking on the pooled encoder features)
+    speech_time_mask: float = 0.0
     finetune_text: bool = False
     train_heads: bool = False
     seed: int = 0
@@ -70,7 +76,8 @@ class FusionTrainConfig:
     def __post_init__(self) -> None:
         problems = [f"{n} must be >= 1, got {getattr(self, n)}" for n in ("epochs", "batch_size", "threads", "patience")
                     if getattr(self, n) < 1]
-        problems += [f"{n} must be in [0, 1), got {getattr(self, n)}" for n in ("drop_speech", "drop_image", "drop_ocr")
+        problems += [f"{n} must be in [0, 1), got {getattr(self, n)}" for n in ("drop_speech", "drop_image", "drop_ocr",
+                                                                           "speech_time_mask")
                      if not 0 <= getattr(self, n) < 1]
         if not 0 < self.lr <= 1 or not 0 < self.text_lr <= 1:
             problems.append(f"lr and text_lr must be in (0, 1], got {self.lr} and {self.text_lr}")
@@ -91,6 +98,7 @@ class Prepared:
     y: torch.Tensor  # (N,) intent class index
     kind: torch.Tensor  # (N,) image-kind index, IGNORE without a picture
     teacher: dict[str, torch.Tensor] = field(default_factory=dict)  # head -> (N, C) text-only probabilities
+    typed_pool: torch.Tensor | None = None  # (N, d) text model's mean state of the typed sentence (spoken rows)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -141,6 +149,8 @@ def make_batch(fusion: FusionModel, states: TextStates, prep: Prepared, idx: lis
 
     c = cfg or FusionTrainConfig()
     speech = [prep.speech[i] if keep("speech", c.drop_speech) else None for i in idx]
+    if rng is not None and c.speech_time_mask > 0:
+        speech = [time_mask(x, c.speech_time_mask, rng) if x is not None else None for x in speech]
     image = [prep.image[i] if keep("image", c.drop_image) else None for i in idx]
     ocr_keys = [prep.ocr[i] if keep("ocr", c.drop_ocr) else None for i in idx]
     text = states([prep.examples[i].text for i in idx], fusion.text.max_seq_len, grad=grad)
@@ -148,6 +158,21 @@ def make_batch(fusion: FusionModel, states: TextStates, prep: Prepared, idx: lis
     ocr_states = iter(states(wanted, OCR_MAX_TOKENS, grad=grad)) if wanted else iter(())
     ocr = [next(ocr_states) if k is not None else None for k in ocr_keys]
     return pad_batch(text, speech=speech, image=image, ocr=ocr, config=fusion.config)
+
+
+def time_mask(features: torch.Tensor, share: float, rng: random.Random) -> torch.Tensor:
+    """A copy of (S, d) ``features`` with about ``share`` of its rows, in two spans at random
+    places, replaced by the mean row."""
+    n = features.shape[0]
+    width = int(round(n * share / 2))
+    if width < 1 or n < 4:
+        return features
+    out = features.clone()
+    mean = features.mean(0)
+    for _ in range(2):
+        start = rng.randrange(0, n - width + 1)
+        out[start : start + width] = mean
+    return out
 
 
 def predict(fusion: FusionModel, states: TextStates, prep: Prepared, *, drop: frozenset[str] = frozenset(),
@@ -182,6 +207,12 @@ def _loss(fusion: FusionModel, states: TextStates, prep: Prepared, idx: list[int
     if keep.any() and "intent" in prep.teacher:  # an irrelevant picture: answer as the words alone do
         soft = F.kl_div(F.log_softmax(z[keep], -1), prep.teacher["intent"][idx][keep], reduction="batchmean")
         loss = loss + cfg.irrelevant_keep_weight * soft * keep.float().mean()
+    if cfg.typed_pool_weight > 0 and prep.typed_pool is not None:
+        spoken = torch.tensor([prep.examples[i].kind == "spoken" for i in idx])
+        if spoken.any():
+            target = prep.typed_pool[idx][spoken]
+            miss = 1 - F.cosine_similarity(out.pooled[spoken], target, dim=-1)
+            loss = loss + cfg.typed_pool_weight * miss.mean() * spoken.float().mean()
     kind = prep.kind[idx]
     has = (kind != IGNORE) & (batch.image_mask if batch.image_mask is not None else torch.zeros_like(kind, dtype=torch.bool))
     if has.any():
@@ -290,6 +321,18 @@ def set_teacher(fusion: FusionModel, states: TextStates, prep: Prepared) -> None
     """Intent, sentiment and emotion probabilities of the words alone (the fusion before training, text only)."""
     out = predict(fusion, states, prep, drop=frozenset({"speech", "image", "ocr"}))
     prep.teacher = {h: torch.softmax(torch.as_tensor(out[h]), -1) for h in ("intent", "sentiment", "emotion") if h in out}
+
+
+def set_typed_targets(fusion: FusionModel, states: TextStates, prep: Prepared) -> None:
+    """The text model's mean token state of each spoken turn's sentence as typed (zeros elsewhere)."""
+    rows = [i for i, ex in enumerate(prep.examples) if ex.kind == "spoken" and ex.typed]
+    target = torch.zeros(len(prep), fusion.config.text_dim)
+    with torch.inference_mode():
+        for start in range(0, len(rows), 64):
+            chunk = rows[start : start + 64]
+            for i, h in zip(chunk, states([prep.examples[i].typed for i in chunk], fusion.text.max_seq_len, grad=False)):
+                target[i] = h.float().mean(0)
+    prep.typed_pool = target
 
 
 def calibrate(fusion: FusionModel, states: TextStates, val: Prepared) -> float:

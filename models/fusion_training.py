@@ -33,6 +33,7 @@ from models.fusion_fit import (
     predict,
     prepare,
     set_teacher,
+    set_typed_targets,
     summary,
 )
 from models.fusion_layers import FusionConfig
@@ -59,6 +60,8 @@ def train_fusion(data: MultimodalSet, text_model: NluModel, *, text_model_dir: P
     train, val, test = (prepare(data, ex, classes) for ex in (train_examples, data.split("val"), data.split("test")))
     states = TextStates(fusion, trainable=cfg.finetune_text)
     set_teacher(fusion, states, train)
+    if cfg.typed_pool_weight > 0:
+        set_typed_targets(fusion, states, train)
     result = fit(fusion, states, train, val, cfg, progress=progress)
     fusion.temperature = calibrate(fusion, states, val)
     metrics, predicted = _metrics(fusion, states, data, train, val, test, result, cfg)

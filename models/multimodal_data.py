@@ -46,7 +46,7 @@ from agent.config import AgentConfig
 from agent.errors import InvalidInput
 from models import multimodal_images as MI
 from models import multimodal_speech as MS
-from models.multimodal_texts import DEFAULT_BANKING77, sentence_pools
+from models.multimodal_texts import DEFAULT_BANKING77, sentence_pools, unused_banking77_rows
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ class SetConfig:
     seed: int = 0
     spoken: tuple[int, int, int] = (240, 48, 100)  # train, val, test sentences
     train_voices_per_sentence: int = 2
+    # more training sentences, drawn after everything else so that the rest of the set (val and
+    # test sentences, voices, pictures) is the same as without them
+    extra_spoken_train: int = 0
     deciding: tuple[int, int, int] = (16, 4, 10)  # pictures per deciding type
     irrelevant: tuple[int, int, int] = (8, 2, 6)  # pictures per irrelevant type
     texts_per_picture: int = 2
@@ -84,7 +87,8 @@ class SetConfig:
         def n(x: int) -> int:
             return max(1, round(x * factor)) if x else 0
 
-        return replace(self, spoken=tuple(map(n, self.spoken)), deciding=tuple(map(n, self.deciding)),
+        return replace(self, spoken=tuple(map(n, self.spoken)), extra_spoken_train=n(self.extra_spoken_train),
+                       deciding=tuple(map(n, self.deciding)),
                        irrelevant=tuple(map(n, self.irrelevant)),
                        irrelevant_texts_per_picture=tuple(map(n, self.irrelevant_texts_per_picture)))
 
@@ -144,6 +148,37 @@ def _plan_spoken(pools: dict[str, list[tuple[str, str, str]]], config: SetConfig
                 spec = MS.ClipSpec(sentence=sentence, voice=voice, rate_wpm=rng.randint(*config.rate_wpm),
                                    snr_db=round(rng.uniform(*config.snr_db), 1), noise_seed=rng.randrange(2**31))
                 out.append((split, sentence, intent, source, spec))
+    return out
+
+
+def _plan_extra_spoken(pools: dict[str, list[tuple[str, str, str]]], planned: Sequence[tuple[str, str, str, str, MS.ClipSpec]],
+                       config: SetConfig, rng: random.Random,
+                       banking77_dir: Path | None = None) -> list[tuple[str, str, str, str, MS.ClipSpec]]:
+    """``config.extra_spoken_train`` more training sentences, each spoken by
+    ``train_voices_per_sentence`` training voices: the spoken training pool's sentences not planned
+    yet, the training sentences typed beside irrelevant pictures, and Banking77 training rows in no
+    pool, taken in turn across intents so that no intent dominates. Never a validation or test
+    sentence. Drawn last, so the other draws stay as they were."""
+    if config.extra_spoken_train <= 0:
+        return []
+    taken = {sentence for split, sentence, *_ in planned if split == "train"}
+    candidates = [row for row in pools["spoken_train"] + pools["irrelevant_train"] if row[0] not in taken]
+    candidates += unused_banking77_rows(banking77_dir, {row[0] for pool in pools.values() for row in pool})
+    by_intent: dict[str, list[tuple[str, str, str]]] = {}
+    for row in candidates:
+        by_intent.setdefault(row[1], []).append(row)
+    queues = [rng.sample(rows, len(rows)) for _, rows in sorted(by_intent.items())]
+    chosen: list[tuple[str, str, str]] = []
+    while len(chosen) < config.extra_spoken_train and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < config.extra_spoken_train:
+                chosen.append(queue.pop())
+    out = []
+    for sentence, intent, source in chosen:
+        for voice in rng.sample(MS.TRAIN_VOICES, min(config.train_voices_per_sentence, len(MS.TRAIN_VOICES))):
+            spec = MS.ClipSpec(sentence=sentence, voice=voice, rate_wpm=rng.randint(*config.rate_wpm),
+                               snr_db=round(rng.uniform(*config.snr_db), 1), noise_seed=rng.randrange(2**31))
+            out.append(("train", sentence, intent, source, spec))
     return out
 
 
@@ -274,6 +309,7 @@ def build_set(out_dir: Path, config: AgentConfig, *, set_config: SetConfig | Non
     spoken = _plan_spoken(pools, set_config, rng)
     pictures = _plan_pictures(set_config)
     examples = _pair_pictures(pictures, pools, set_config, rng)
+    spoken += _plan_extra_spoken(pools, spoken, set_config, rng, banking77_dir)
     t0 = time.perf_counter()
     _compute_images(pictures, out_dir / "images", config, set_config)
     t1 = time.perf_counter()
@@ -356,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a few examples of each kind (tests)")
     parser.add_argument("--no-ocr", action="store_true", help="skip OCR of the pictures (faster)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extra-spoken-train", type=int, default=None,
+                        help="training sentences spoken in addition to the default ones (each by 2 training voices); "
+                             "val and test stay the same")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="every count times this factor (0.5: about half the default set and build time)")
     args = parser.parse_args(argv)
@@ -365,6 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_config = set_config.scaled(args.scale)
     if args.no_ocr:
         set_config = replace(set_config, ocr=False)
+    if args.extra_spoken_train is not None:
+        if args.extra_spoken_train < 0:
+            parser.error(f"--extra-spoken-train: expected a count >= 0, got {args.extra_spoken_train}")
+        set_config = replace(set_config, extra_spoken_train=args.extra_spoken_train)
     out = build_set(args.out, AgentConfig.from_env(), set_config=set_config, banking77_dir=args.banking77)
     print(json.dumps(json.loads((out / MANIFEST).read_text(encoding="utf-8"))["counts"], indent=2))
     return 0

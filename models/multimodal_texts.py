@@ -85,6 +85,20 @@ def banking77_rows(folder: Path | None, part: str, rng: random.Random) -> list[R
     return out
 
 
+def unused_banking77_rows(folder: Path | None, used: set[str]) -> list[Row]:
+    """Mapped Banking77 training rows whose text is in none of the pools (file order): more
+    training sentences that cannot leak into validation or test."""
+    if folder is None or not (Path(folder) / "train.csv").is_file():
+        return []
+    out: list[Row] = []
+    for ex in ds.read_intent_csv(Path(folder) / "train.csv"):
+        intent, text = BANKING77_TO_DOMAIN.get(str(ex.intent)), ex.text.strip()
+        if intent is not None and len(text) <= MAX_CHARS and text not in used:
+            used.add(text)
+            out.append((text, intent, "banking77"))
+    return out
+
+
 def _halves(rows: list[Row], rng: random.Random) -> tuple[list[Row], list[Row]]:
     rows = rows[:]
     rng.shuffle(rows)

@@ -3,6 +3,7 @@ telephone channel, cache keys. (Building a set with Whisper and the encoders: te
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -103,3 +104,51 @@ def test_clip_keys_change_with_what_makes_the_clip() -> None:
         keys.add(ClipSpec(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, **change}).key(asr))
     keys.add(base.key(AsrConfig(model_name="base")))
     assert len(keys) == 7
+
+
+def test_extra_training_sentences_leave_the_rest_of_the_plan_unchanged(shared_data: Path) -> None:
+    from models.multimodal_data import SetConfig, _pair_pictures, _plan_extra_spoken, _plan_pictures, _plan_spoken
+
+    def plan(config: SetConfig) -> tuple[list, list, list]:
+        rng = random.Random(config.seed)
+        pools, _ = sentence_pools(DOMAIN, shared_data / "banking77", rng)
+        spoken = _plan_spoken(pools, config, rng)
+        pictures = _pair_pictures(_plan_pictures(config), pools, config, rng)
+        return spoken, pictures, _plan_extra_spoken(pools, spoken, config, rng, shared_data / "banking77")
+
+    small = SetConfig(spoken=(6, 2, 3), deciding=(1, 1, 1), irrelevant=(1, 0, 1))
+    spoken, pictures, extra = plan(small)
+    assert extra == []
+    spoken2, pictures2, extra2 = plan(dataclasses.replace(small, extra_spoken_train=5))
+    assert spoken2 == spoken and pictures2 == pictures  # val, test and the first draws are untouched
+    assert len(extra2) == 5 * small.train_voices_per_sentence
+    assert {row[0] for row in extra2} == {"train"}
+    assert not {row[1] for row in extra2} & {row[1] for row in spoken}  # new sentences only
+    assert {row[4].voice for row in extra2} <= set(TRAIN_VOICES)
+    _, _, many = plan(dataclasses.replace(small, extra_spoken_train=600))  # beyond the pool: Banking77 rows in no pool
+    pools, _ = sentence_pools(DOMAIN, shared_data / "banking77", random.Random(0))
+    pooled = {row[0] for pool in pools.values() for row in pool}
+    sentences = [row[1] for row in many[:: small.train_voices_per_sentence]]
+    assert len(sentences) == len(set(sentences)) == 600
+    beyond = set(sentences) - {row[0] for row in pools["spoken_train"] + pools["irrelevant_train"]}
+    assert beyond and not beyond & pooled
+    held_out = {row[0] for name, pool in pools.items() if not name.endswith("_train") for row in pool}
+    assert not set(sentences) & held_out
+    counts = {i: sum(row[2] == i for row in many[:: small.train_voices_per_sentence]) for i in {row[2] for row in many}}
+    assert len(counts) >= 10 and max(counts.values()) <= 600 // 5  # taken in turn across intents
+    assert SetConfig(extra_spoken_train=10).scaled(0.5).extra_spoken_train == 5
+
+
+def test_speech_time_mask_replaces_two_spans_by_the_mean_and_leaves_the_input() -> None:
+    import torch
+
+    from models.fusion_fit import FusionTrainConfig, time_mask
+
+    x = torch.arange(40, dtype=torch.float32).repeat(3, 1).T.contiguous()  # (40, 3), row i all i
+    out = time_mask(x, 0.2, random.Random(1))
+    changed = (out != x).any(1)
+    assert 1 <= int(changed.sum()) <= 8 and torch.equal(x[:, 0], torch.arange(40, dtype=torch.float32))
+    assert torch.allclose(out[changed], x.mean(0).expand(int(changed.sum()), 3))
+    assert torch.equal(time_mask(x[:3], 0.5, random.Random(1)), x[:3])  # too short to mask
+    with pytest.raises(Exception, match="speech_time_mask must be in"):
+        FusionTrainConfig(speech_time_mask=1.5)

@@ -131,6 +131,37 @@ def test_the_fusion_learns_to_read_the_picture(trained, tiny_set) -> None:
     assert fused_right > sum(a == b for a, b in zip(alone, truth)) + 3
 
 
+def test_typed_sentence_targets_pull_spoken_turns_towards_what_was_meant(tiny_set, trained_model_dir: Path) -> None:
+    """``typed_pool_weight``: spoken rows get the text model's mean state of the typed sentence as a
+    target (other rows none), and the loss grows by the cosine distance to it."""
+    import random
+
+    import torch
+
+    from models.fusion_fit import TextStates, _loss, new_fusion, prepare, set_teacher, set_typed_targets
+    from models.fusion_layers import FusionConfig
+
+    data, _ = tiny_set
+    fusion = new_fusion(NluModel.from_pretrained(trained_model_dir), FusionConfig(), image_encoder="x", asr_model="y")
+    train = prepare(data, data.split("train"), fusion.intent_classes)
+    states = TextStates(fusion, trainable=False)
+    set_teacher(fusion, states, train)
+    set_typed_targets(fusion, states, train)
+    assert train.typed_pool is not None
+    spoken = [i for i, ex in enumerate(train.examples) if ex.kind == "spoken"]
+    others = [i for i in range(len(train)) if i not in spoken]
+    assert spoken and others and not train.typed_pool[others].any()
+    first = train.examples[spoken[0]]
+    expected = fusion.text_states([first.typed], max_len=fusion.text.max_seq_len)[0].mean(0)
+    assert torch.allclose(train.typed_pool[spoken[0]], expected, atol=1e-5)
+    fusion.module.eval()  # no dropout: the two losses differ only by the typed term
+    idx = list(range(len(train)))
+    plain = _loss(fusion, states, train, idx, FusionTrainConfig(drop_speech=0, drop_image=0, drop_ocr=0), random.Random(0))
+    pulled = _loss(fusion, states, train, idx, FusionTrainConfig(drop_speech=0, drop_image=0, drop_ocr=0,
+                                                                 typed_pool_weight=1.0), random.Random(0))
+    assert float(pulled) > float(plain)
+
+
 def test_loaded_model_answers_text_alone_exactly_like_the_text_model(trained, trained_model_dir: Path) -> None:
     _, _, out = trained
     text_model = NluModel.from_pretrained(trained_model_dir)
