@@ -10,7 +10,8 @@ wordings and pictures that training never saw):
 - the fusion model (trained here, on the ``train`` split with early stopping on ``val``), also
   with a modality removed at test time;
 - ablations, each trained the same way: no speech features, no image embedding, no OCR tokens,
-  gate off (plain residual);
+  gate off (plain residual), gate reading Whisper's confidence in the transcript, no typed-sentence
+  target (the spoken turns' sentence vector pulled towards the typed sentence's);
 - accuracy and macro-F1 by kind of turn (image decides / image irrelevant / spoken / image only),
   the issue's aims checked, and the latency of one fused turn (features cached) after a burn-in,
   next to the text model alone.
@@ -48,7 +49,10 @@ from models.multimodal_data import KINDS, MultimodalSet, ensure_set
 from models.nlu import NluModel
 
 ABLATIONS = {"no speech features": {"use_speech": False}, "no image embedding": {"use_image": False},
-             "no OCR tokens": {"use_ocr": False}, "gate off": {"gate": False}}
+             "no OCR tokens": {"use_ocr": False}, "gate off": {"gate": False},
+             "gate reads the transcript's confidence": {"asr_confidence": True}}
+# trained without a training-time change (FusionTrainConfig fields)
+TRAIN_ABLATIONS = {"no typed-sentence target": {"typed_pool_weight": 0.0}}
 TEST_TIME_DROPS = {"speech removed at test": {"speech"}, "image embedding removed at test": {"image"},
                    "OCR removed at test": {"ocr"}, "text only at test": {"speech", "image", "ocr"}}
 
@@ -164,6 +168,11 @@ def _variants(data: MultimodalSet, text_dir: Path, cfg: FusionTrainConfig, extra
     for name, change in (ABLATIONS if ablate else {}).items():
         _, pred, secs = _train(data, NluModel.from_pretrained(text_dir), cfg, dataclasses.replace(FusionConfig(), **change),
                                None, text_dir)
+        ablations[name] = by_kind(test, pred)
+        seconds[name] = round(secs, 1)
+    for name, change in (TRAIN_ABLATIONS if ablate else {}).items():
+        _, pred, secs = _train(data, NluModel.from_pretrained(text_dir), dataclasses.replace(cfg, **change),
+                               FusionConfig(), None, text_dir)
         ablations[name] = by_kind(test, pred)
         seconds[name] = round(secs, 1)
     return seeds, ablations, seconds

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | all | spoken | image decides | image irrelevant | image only | spoken by voice: "
           + " / ".join(voices) + " | train s |\n|---|---|---|---|---|---|---|---|")
     spoken = [i for i, ex in enumerate(test) if ex.kind == "spoken"]
-    results: dict[str, Any] = {"text alone": _row("text alone", test, base["text"])}
+    results: dict[str, Any] = {"text alone": {**_row("text alone", test, base["text"]), "predicted": base["text"]}}
     typed = by_kind([test[i] for i in spoken], [base["typed"][i] for i in spoken])["all"]
     print(f"| spoken sentences typed | - | {typed['accuracy']:.1f} | - | - | - | - | |", flush=True)
     results["typed"] = typed
@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             predicted = intents_of(fusion, predict(fusion, TextStates(fusion, trainable=False), prep)["intent"])
             results[f"{name}, seed {seed}"] = {**_row(f"{name}, seed {seed}", test, predicted, f"{seconds:.0f}"),
                                                "train_set": str(train_dir), "changes": changes,
-                                               "fusion_changes": fusion_changes, "train_seconds": round(seconds, 1)}
+                                               "fusion_changes": fusion_changes, "train_seconds": round(seconds, 1),
+                                               "predicted": predicted}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                             check=False).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 import threading
 from collections.abc import Sequence
@@ -72,6 +73,7 @@ class FusionTurn:
     speech: np.ndarray | None = None  # pooled encoder frames, float32 (S, speech_dim)
     image: np.ndarray | None = None  # picture embedding, float32 (image_dim,)
     ocr_text: str = ""
+    asr_logprob: float | None = None  # Whisper's mean token log-probability when ``text`` is a transcript
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,7 +142,13 @@ class FusionModel:
             ocr_text = image.ocr_text[:MAX_OCR_CHARS].strip()
         if not text.strip() and image is None and speech is None:
             raise InvalidInput("fusion: expected text, a transcript with features or an image; got none of them")
-        return FusionTurn(text=text.strip(), speech=speech, image=embedding, ocr_text=ocr_text)
+        logprob = None
+        if transcript is not None:
+            logprob = float(transcript.avg_logprob)
+            if math.isnan(logprob):
+                raise InvalidInput("fusion transcript: expected a finite avg_logprob, got NaN")
+            logprob = max(-10.0, min(0.0, logprob))
+        return FusionTurn(text=text.strip(), speech=speech, image=embedding, ocr_text=ocr_text, asr_logprob=logprob)
 
     # --- inference ------------------------------------------------------------------------------
 
@@ -168,7 +176,8 @@ class FusionModel:
         ocr = [next(ocr_states) if t.ocr_text else None for t in turns]
         speech = [torch.from_numpy(t.speech) if t.speech is not None else None for t in turns]
         image = [torch.from_numpy(t.image) if t.image is not None else None for t in turns]
-        batch = pad_batch(text, speech=speech, image=image, ocr=ocr, config=self.config)
+        batch = pad_batch(text, speech=speech, image=image, ocr=ocr, asr_logprob=[t.asr_logprob for t in turns],
+                          config=self.config)
         with torch.inference_mode():
             out = self.module(batch)
         result = {name: z.numpy() for name, z in out.logits.items()}
@@ -261,7 +270,7 @@ class FusionModel:
         meta = read_meta(path)
         if text_model is None:
             text_model = NluModel.from_pretrained(text_dir_of(path, meta), device=device)
-        config = FusionConfig(**meta["config"])
+        config = FusionConfig(**{"asr_confidence": False, **meta["config"]})  # models saved before the option
         module = FusionModule(config, {k: int(v) for k, v in meta["head_sizes"].items()})
         module.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
         return cls(text_model, module.to(device), meta)

@@ -63,7 +63,7 @@ class FusionTrainConfig:
     irrelevant_keep_weight: float = 1.0
     # spoken turns: pull the fused sentence vector towards the text model's vector of the sentence
     # as typed (1 - cosine), so the speech path learns what was meant, not only which label
-    typed_pool_weight: float = 0.0
+    typed_pool_weight: float = 1.0
     # training only: this share of each clip's speech tokens, in two spans, replaced by the clip's
     # mean (SpecAugment-style time masking on the pooled encoder features)
     speech_time_mask: float = 0.0
@@ -95,6 +95,7 @@ class Prepared:
     speech: list[torch.Tensor | None]
     image: list[torch.Tensor | None]
     ocr: list[str | None]
+    asr_logprob: list[float | None]  # the transcript's confidence on spoken rows
     y: torch.Tensor  # (N,) intent class index
     kind: torch.Tensor  # (N,) image-kind index, IGNORE without a picture
     teacher: dict[str, torch.Tensor] = field(default_factory=dict)  # head -> (N, C) text-only probabilities
@@ -115,6 +116,7 @@ def prepare(data: MultimodalSet, examples: list[MultimodalExample], classes: tup
         speech=[torch.from_numpy(data.speech[ex.clip].astype(np.float32)) if ex.clip else None for ex in examples],
         image=[torch.from_numpy(data.images[ex.image].embedding) if ex.image else None for ex in examples],
         ocr=[(data.images[ex.image].ocr_text.strip() or None) if ex.image else None for ex in examples],
+        asr_logprob=[data.asr_logprob.get(ex.clip) if ex.clip else None for ex in examples],
         y=torch.tensor([index[ex.intent] for ex in examples]),
         kind=torch.tensor([IMAGE_KINDS.index(ex.image_kind) if ex.image_kind else IGNORE for ex in examples]))
 
@@ -157,14 +159,16 @@ def make_batch(fusion: FusionModel, states: TextStates, prep: Prepared, idx: lis
     wanted = [k for k in ocr_keys if k is not None]
     ocr_states = iter(states(wanted, OCR_MAX_TOKENS, grad=grad)) if wanted else iter(())
     ocr = [next(ocr_states) if k is not None else None for k in ocr_keys]
-    return pad_batch(text, speech=speech, image=image, ocr=ocr, config=fusion.config)
+    # the transcript's confidence describes the text, so it stays when the speech features are dropped
+    return pad_batch(text, speech=speech, image=image, ocr=ocr, asr_logprob=[prep.asr_logprob[i] for i in idx],
+                     config=fusion.config)
 
 
 def time_mask(features: torch.Tensor, share: float, rng: random.Random) -> torch.Tensor:
     """A copy of (S, d) ``features`` with about ``share`` of its rows, in two spans at random
     places, replaced by the mean row."""
     n = features.shape[0]
-    width = int(round(n * share / 2))
+    width = round(n * share / 2)
     if width < 1 or n < 4:
         return features
     out = features.clone()

@@ -64,6 +64,10 @@ class FusionConfig:
     use_ocr: bool = True
     max_speech_tokens: int = MAX_ENCODER_FRAMES // SPEECH_STRIDE
     n_image_kinds: int = len(IMAGE_KINDS)
+    # the gate also reads how sure Whisper was of the transcript (mean token log-probability):
+    # a clean transcript needs the speech features less than a garbled one. Off by default: no
+    # gain measured (benchmarks/README.md, fusion section)
+    asr_confidence: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -90,6 +94,9 @@ class FusionBatch:
     image_mask: torch.Tensor | None = None  # (B,) bool: which turns have an image
     ocr: torch.Tensor | None = None  # (B, U, text_dim) float32
     ocr_mask: torch.Tensor | None = None  # (B, U) bool
+    # Whisper's mean token log-probability of the transcript the text is, NaN on rows whose text
+    # was typed (no transcript); None: no row has a transcript
+    asr_logprob: torch.Tensor | None = None  # (B,) float32
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,9 +144,22 @@ def check_batch(batch: FusionBatch, config: FusionConfig) -> None:
         _check(f"{name}_mask", mask, mask_dims, None, b)
         if x is not None and mask is not None and mask.shape != x.shape[:mask_dims]:
             raise ValueError(f"{name}_mask: expected shape {tuple(x.shape[:mask_dims])}, got {tuple(mask.shape)}")
+    if batch.asr_logprob is not None:
+        lp = batch.asr_logprob
+        if not isinstance(lp, torch.Tensor) or lp.shape != (b,) or lp.dtype != torch.float32:
+            got = f"{tuple(lp.shape)} {lp.dtype}" if isinstance(lp, torch.Tensor) else type(lp).__name__
+            raise ValueError(f"asr_logprob: expected shape ({b},) float32, got {got}")
+        if bool((lp[~torch.isnan(lp)] > 0).any()) or bool(torch.isinf(lp).any()):
+            raise ValueError("asr_logprob: expected finite log-probabilities <= 0 (NaN for typed text)")
     if batch.speech is not None and batch.speech.shape[1] > config.max_speech_tokens:
         raise ValueError(f"speech: expected at most {config.max_speech_tokens} pooled frames (30 s), "
                          f"got {batch.speech.shape[1]}")
+
+
+def sentence_extra(config: FusionConfig) -> int:
+    """Columns the gate's message summary has beside the mean state: the text model's top
+    probability and entropy, and with ``asr_confidence`` the transcript's confidence and a flag."""
+    return 4 if config.asr_confidence else 2
 
 
 def _adapter(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
@@ -158,7 +178,7 @@ class FusionLayer(nn.Module):
         self.ffn = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(config.dropout),
                                  nn.Linear(2 * d, d))
         self.gate = nn.Linear(2 * d, d) if config.gate else None
-        self.gate_sentence = nn.Linear(d + 2, d) if config.gate else None
+        self.gate_sentence = nn.Linear(d + sentence_extra(config), d) if config.gate else None
         if self.gate is not None and self.gate_sentence is not None:
             nn.init.normal_(self.gate.weight, std=0.01)
             nn.init.constant_(self.gate.bias, config.gate_bias)
@@ -234,7 +254,7 @@ class FusionModule(nn.Module):
         ctx, ctx_mask, image_tokens, sizes = self._context(batch)
         present = ctx_mask[:, 1:].any(1)
         h, tmask = batch.text, batch.text_mask
-        sentence = self._sentence(mean_pool(h, tmask))
+        sentence = self._sentence(mean_pool(h, tmask), batch.asr_logprob)
         gates, weights = [], None
         for layer in self.layers:
             h, g, weights = layer(h, ctx, ctx_mask, present, sentence)
@@ -249,9 +269,11 @@ class FusionModule(nn.Module):
                              image_kind=self.kind_head(image_tokens.mean(1)), gate=gate, attention=attention,
                              present=present)
 
-    def _sentence(self, pooled: torch.Tensor) -> torch.Tensor:
-        """What the gate knows of the whole message: its normalised mean state and how sure the text
-        model's intent head is of it (top probability, normalised entropy), (B, d + 2)."""
+    def _sentence(self, pooled: torch.Tensor, asr_logprob: torch.Tensor | None = None) -> torch.Tensor:
+        """What the gate knows of the whole message: its normalised mean state, how sure the text
+        model's intent head is of it (top probability, normalised entropy) and, with
+        ``asr_confidence``, how sure Whisper was of the transcript (exp of the mean token
+        log-probability, clamped at -3, and 1 where the text is a transcript), (B, d + extra)."""
         parts = [self.sentence_norm(pooled)]
         if "intent" in self.heads:
             p = torch.softmax(self.heads["intent"](pooled), dim=-1)
@@ -259,6 +281,13 @@ class FusionModule(nn.Module):
             parts.append(torch.stack([p.max(-1).values, entropy], dim=-1))
         else:
             parts.append(pooled.new_zeros(pooled.shape[0], 2))
+        if self.config.asr_confidence:
+            heard = pooled.new_zeros(pooled.shape[0], 2)
+            if asr_logprob is not None:
+                known = ~torch.isnan(asr_logprob)
+                heard[:, 0] = torch.where(known, asr_logprob.nan_to_num(0.0).clamp(-3.0, 0.0).exp(), heard[:, 0])
+                heard[:, 1] = known.to(pooled.dtype)
+            parts.append(heard)
         return torch.cat(parts, dim=-1)
 
     @torch.no_grad()
@@ -295,9 +324,9 @@ def _pad(items: list[torch.Tensor | None], width: int) -> tuple[torch.Tensor, to
 
 def pad_batch(text: list[torch.Tensor], *, speech: list[torch.Tensor | None] | None = None,
               image: list[torch.Tensor | None] | None = None, ocr: list[torch.Tensor | None] | None = None,
-              config: FusionConfig) -> FusionBatch:
+              asr_logprob: list[float | None] | None = None, config: FusionConfig) -> FusionBatch:
     """A ``FusionBatch`` from per-turn tensors: text (T_i, d), speech (S_i, speech_dim) or None,
-    image (image_dim,) or None, ocr (U_i, d) or None."""
+    image (image_dim,) or None, ocr (U_i, d) or None, the transcript's mean log-probability or None."""
     b = len(text)
     text_t, text_mask = _pad(list(text), config.text_dim)
     assert text_t is not None and text_mask is not None
@@ -307,5 +336,8 @@ def pad_batch(text: list[torch.Tensor], *, speech: list[torch.Tensor | None] | N
     if image is not None and any(x is not None for x in image):
         image_t = torch.stack([x if x is not None else torch.zeros(config.image_dim) for x in image])
         image_mask = torch.tensor([x is not None for x in image], dtype=torch.bool)
+    lp = None
+    if asr_logprob is not None and any(x is not None for x in asr_logprob):
+        lp = torch.tensor([float("nan") if x is None else min(0.0, float(x)) for x in asr_logprob], dtype=torch.float32)
     return FusionBatch(text=text_t, text_mask=text_mask, speech=speech_t, speech_mask=speech_mask,
-                       image=image_t, image_mask=image_mask, ocr=ocr_t, ocr_mask=ocr_mask)
+                       image=image_t, image_mask=image_mask, ocr=ocr_t, ocr_mask=ocr_mask, asr_logprob=lp)

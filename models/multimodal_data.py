@@ -36,7 +36,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ KINDS = ("spoken", "image_decides", "image_irrelevant", "image_only")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SetConfig:
     """Sizes of the set. Spoken: sentences per split (train sentences are spoken by
-    ``train_voices_per_sentence`` voices, test sentences by every test voice). Pictures: per
+    ``train_voices_per_sentence`` voices, test sentences by every test voice), and
+    ``extra_spoken_train`` more training sentences drawn last (``_plan_extra_spoken``). Pictures: per
     picture type and split; deciding pictures carry ``texts_per_picture`` messages each."""
 
     seed: int = 0
@@ -66,7 +67,7 @@ class SetConfig:
     train_voices_per_sentence: int = 2
     # more training sentences, drawn after everything else so that the rest of the set (val and
     # test sentences, voices, pictures) is the same as without them
-    extra_spoken_train: int = 0
+    extra_spoken_train: int = 480
     deciding: tuple[int, int, int] = (16, 4, 10)  # pictures per deciding type
     irrelevant: tuple[int, int, int] = (8, 2, 6)  # pictures per irrelevant type
     texts_per_picture: int = 2
@@ -95,7 +96,7 @@ class SetConfig:
     @classmethod
     def tiny(cls) -> SetConfig:
         """A few examples of every kind: for tests (about a minute with OCR off)."""
-        return cls(spoken=(4, 2, 2), train_voices_per_sentence=1, deciding=(1, 0, 1), irrelevant=(1, 0, 1),
+        return cls(spoken=(4, 2, 2), train_voices_per_sentence=1, extra_spoken_train=0, deciding=(1, 0, 1), irrelevant=(1, 0, 1),
                    texts_per_picture=1, irrelevant_texts_per_picture=(1, 0, 2), clear_texts_per_deciding_picture=(0, 0, 0),
                    image_only_every=2, ocr=False)
 
@@ -346,6 +347,7 @@ class MultimodalSet:
     examples: tuple[MultimodalExample, ...]
     speech: dict[str, np.ndarray]  # clip key -> pooled features float16 (S, d)
     images: dict[str, CachedImage]
+    asr_logprob: dict[str, float] = field(default_factory=dict)  # clip key -> Whisper's mean token log-probability
 
     def split(self, name: str, *, kinds: Sequence[str] = KINDS) -> list[MultimodalExample]:
         return [ex for ex in self.examples if ex.split == name and ex.kind in kinds]
@@ -362,9 +364,14 @@ def load_set(path: Path) -> MultimodalSet:
         raise InvalidInput(f"multimodal set {path}: version {manifest.get('version')!r}, expected {SET_VERSION}; rebuild it")
     with open(path / "examples.jsonl", encoding="utf-8") as f:
         examples = tuple(MultimodalExample(**json.loads(line)) for line in f if line.strip())
-    speech = {ex.clip: read_clip(path / "clips", ex.clip)[1] for ex in examples if ex.clip}
+    speech, asr_logprob = {}, {}
+    for ex in examples:
+        if ex.clip and ex.clip not in speech:
+            _, speech[ex.clip], meta = read_clip(path / "clips", ex.clip)
+            asr_logprob[ex.clip] = float(meta["avg_logprob"])
     images = {ex.image: read_image(path / "images", ex.image) for ex in examples if ex.image}
-    return MultimodalSet(path=path, manifest=manifest, examples=examples, speech=speech, images=images)
+    return MultimodalSet(path=path, manifest=manifest, examples=examples, speech=speech, images=images,
+                         asr_logprob=asr_logprob)
 
 
 def ensure_set(path: Path, config: AgentConfig, *, set_config: SetConfig | None = None,
@@ -393,8 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-ocr", action="store_true", help="skip OCR of the pictures (faster)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extra-spoken-train", type=int, default=None,
-                        help="training sentences spoken in addition to the default ones (each by 2 training voices); "
-                             "val and test stay the same")
+                        help="training sentences spoken beyond the first draw (default 480, each by 2 training "
+                             "voices); val and test stay the same whatever the count")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="every count times this factor (0.5: about half the default set and build time)")
     args = parser.parse_args(argv)

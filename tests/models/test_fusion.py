@@ -78,6 +78,28 @@ def test_a_missing_modality_in_one_row_leaves_that_row_text_only() -> None:
     assert out.present.tolist() == [True, False, True]
 
 
+def test_the_gate_reads_the_transcripts_confidence_and_text_alone_stays_exact() -> None:
+    from dataclasses import replace
+
+    m = module(replace(SMALL, asr_confidence=True))
+    with torch.no_grad():  # make the confidence columns matter visibly
+        m.layers[0].gate_sentence.weight[:, -2:].fill_(3.0)
+    heard = batch(speech=True)
+    sure = m(replace(heard, asr_logprob=torch.tensor([-0.05, -0.05, -0.05])))
+    unsure = m(replace(heard, asr_logprob=torch.tensor([-2.5, -2.5, -2.5])))
+    assert (sure.gate > unsure.gate).all() and not torch.allclose(sure.logits["intent"], unsure.logits["intent"])
+    typed = m(replace(heard, asr_logprob=torch.tensor([float("nan")] * 3)))  # NaN: typed text, no transcript
+    torch.testing.assert_close(typed.logits["intent"], m(heard).logits["intent"], rtol=0, atol=0)
+    text_only = batch()
+    out = m(replace(text_only, asr_logprob=torch.tensor([-0.3, -1.0, -2.0])))  # a transcript alone: the text model
+    pooled = mean_pool(text_only.text, text_only.text_mask)
+    torch.testing.assert_close(out.logits["intent"], m.heads["intent"](pooled), rtol=0, atol=0)
+    assert m.layers[0].gate_sentence.in_features == SMALL.text_dim + 4
+    old = module(replace(SMALL, asr_confidence=False))  # the default, and models saved before the option
+    assert old.layers[0].gate_sentence.in_features == SMALL.text_dim + 2
+    assert old(replace(heard, asr_logprob=torch.tensor([-0.1, -1.0, -2.0]))).logits["intent"].shape == (3, 5)
+
+
 def test_gate_off_and_turned_off_modalities() -> None:
     from dataclasses import replace
 
@@ -109,6 +131,12 @@ def test_copy_heads_takes_the_text_models_classes() -> None:
                            speech_mask=torch.ones(3, 4, dtype=torch.bool)), "speech: expected finite values"),
     (lambda b: FusionBatch(text=b.text, text_mask=b.text_mask, speech=torch.randn(3, 51, 16),
                            speech_mask=torch.ones(3, 51, dtype=torch.bool)), "at most 50 pooled frames"),
+    (lambda b: FusionBatch(text=b.text, text_mask=b.text_mask, asr_logprob=torch.zeros(2)),
+     r"asr_logprob: expected shape \(3,\) float32, got \(2,\)"),
+    (lambda b: FusionBatch(text=b.text, text_mask=b.text_mask, asr_logprob=torch.tensor([-0.2, 0.5, float("nan")])),
+     "asr_logprob: expected finite log-probabilities <= 0"),
+    (lambda b: FusionBatch(text=b.text, text_mask=b.text_mask, asr_logprob=torch.tensor([-0.2, -float("inf"), -1.0])),
+     "asr_logprob: expected finite log-probabilities <= 0"),
 ])
 def test_bad_tensors_are_refused_with_what_was_expected(change, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -148,6 +176,8 @@ def test_turn_pools_speech_and_keeps_image_and_ocr(fusion: FusionModel) -> None:
                        image=analysis(np.ones(24, np.float32)))
     assert turn.text == "what is this?" and turn.speech.shape == (3, 16) and turn.speech.dtype == np.float32
     assert turn.image.shape == (24,) and turn.ocr_text == "Transfer failed"
+    assert turn.asr_logprob == pytest.approx(-0.2)  # the transcript's confidence goes with it
+    assert fusion.turn(text="typed", image=analysis(np.ones(24, np.float32))).asr_logprob is None
 
 
 def test_documented_fallbacks(fusion: FusionModel) -> None:
@@ -169,6 +199,8 @@ def test_documented_fallbacks(fusion: FusionModel) -> None:
     ({"text": "hi", "image": analysis(np.ones(1280, np.float32))}, r"image embedding: expected shape \(24\)"),
     ({"text": "hi", "image": "picture.png"}, "expected an ImageAnalysis, got str"),
     ({"text": 7}, "fusion text: expected a string, got int"),
+    ({"text": "hi", "transcript": Transcript(text="hi", language="en", avg_logprob=float("nan"), no_speech_prob=0.0,
+                                             duration_s=1.0)}, "expected a finite avg_logprob, got NaN"),
     ({"text": "  "}, "expected text, a transcript with features or an image; got none of them"),
 ])
 def test_bad_inputs_get_clear_errors(fusion: FusionModel, kwargs: dict, message: str) -> None:

@@ -107,7 +107,13 @@ def test_clip_keys_change_with_what_makes_the_clip() -> None:
 
 
 def test_extra_training_sentences_leave_the_rest_of_the_plan_unchanged(shared_data: Path) -> None:
-    from models.multimodal_data import SetConfig, _pair_pictures, _plan_extra_spoken, _plan_pictures, _plan_spoken
+    from models.multimodal_data import (
+        SetConfig,
+        _pair_pictures,
+        _plan_extra_spoken,
+        _plan_pictures,
+        _plan_spoken,
+    )
 
     def plan(config: SetConfig) -> tuple[list, list, list]:
         rng = random.Random(config.seed)
@@ -116,7 +122,7 @@ def test_extra_training_sentences_leave_the_rest_of_the_plan_unchanged(shared_da
         pictures = _pair_pictures(_plan_pictures(config), pools, config, rng)
         return spoken, pictures, _plan_extra_spoken(pools, spoken, config, rng, shared_data / "banking77")
 
-    small = SetConfig(spoken=(6, 2, 3), deciding=(1, 1, 1), irrelevant=(1, 0, 1))
+    small = SetConfig(spoken=(6, 2, 3), deciding=(1, 1, 1), irrelevant=(1, 0, 1), extra_spoken_train=0)
     spoken, pictures, extra = plan(small)
     assert extra == []
     spoken2, pictures2, extra2 = plan(dataclasses.replace(small, extra_spoken_train=5))
