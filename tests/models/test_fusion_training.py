@@ -156,7 +156,8 @@ def test_typed_sentence_targets_pull_spoken_turns_towards_what_was_meant(tiny_se
     assert torch.allclose(train.typed_pool[spoken[0]], expected, atol=1e-5)
     fusion.module.eval()  # no dropout: the two losses differ only by the typed term
     idx = list(range(len(train)))
-    plain = _loss(fusion, states, train, idx, FusionTrainConfig(drop_speech=0, drop_image=0, drop_ocr=0), random.Random(0))
+    plain = _loss(fusion, states, train, idx, FusionTrainConfig(drop_speech=0, drop_image=0, drop_ocr=0,
+                                                                typed_pool_weight=0.0), random.Random(0))
     pulled = _loss(fusion, states, train, idx, FusionTrainConfig(drop_speech=0, drop_image=0, drop_ocr=0,
                                                                  typed_pool_weight=1.0), random.Random(0))
     assert float(pulled) > float(plain)
