@@ -133,6 +133,12 @@ def _key(*parts: Any) -> str:
 # --- planning: which sentences, voices and pictures ----------------------------------------
 
 
+def _clip_spec(sentence: str, voice: MS.Voice, config: SetConfig, rng: random.Random) -> MS.ClipSpec:
+    """A clip of ``sentence`` by ``voice`` at a random rate, noise level and noise seed."""
+    return MS.ClipSpec(sentence=sentence, voice=voice, rate_wpm=rng.randint(*config.rate_wpm),
+                       snr_db=round(rng.uniform(*config.snr_db), 1), noise_seed=rng.randrange(2**31))
+
+
 def _plan_spoken(pools: dict[str, list[tuple[str, str, str]]], config: SetConfig,
                  rng: random.Random) -> list[tuple[str, str, str, str, MS.ClipSpec]]:
     """(split, sentence, intent, source, clip spec) for every clip."""
@@ -145,10 +151,7 @@ def _plan_spoken(pools: dict[str, list[tuple[str, str, str]]], config: SetConfig
                 chosen = rng.sample(voices[split], min(config.train_voices_per_sentence, len(voices[split])))
             else:
                 chosen = list(voices[split]) if split == "test" else [rng.choice(voices[split])]
-            for voice in chosen:
-                spec = MS.ClipSpec(sentence=sentence, voice=voice, rate_wpm=rng.randint(*config.rate_wpm),
-                                   snr_db=round(rng.uniform(*config.snr_db), 1), noise_seed=rng.randrange(2**31))
-                out.append((split, sentence, intent, source, spec))
+            out += [(split, sentence, intent, source, _clip_spec(sentence, voice, config, rng)) for voice in chosen]
     return out
 
 
@@ -176,10 +179,8 @@ def _plan_extra_spoken(pools: dict[str, list[tuple[str, str, str]]], planned: Se
                 chosen.append(queue.pop())
     out = []
     for sentence, intent, source in chosen:
-        for voice in rng.sample(MS.TRAIN_VOICES, min(config.train_voices_per_sentence, len(MS.TRAIN_VOICES))):
-            spec = MS.ClipSpec(sentence=sentence, voice=voice, rate_wpm=rng.randint(*config.rate_wpm),
-                               snr_db=round(rng.uniform(*config.snr_db), 1), noise_seed=rng.randrange(2**31))
-            out.append(("train", sentence, intent, source, spec))
+        voices = rng.sample(MS.TRAIN_VOICES, min(config.train_voices_per_sentence, len(MS.TRAIN_VOICES)))
+        out += [("train", sentence, intent, source, _clip_spec(sentence, voice, config, rng)) for voice in voices]
     return out
 
 
