@@ -41,7 +41,7 @@ import numpy as np
 
 from agent.config import AgentConfig
 from models.fusion import FusionModel, FusionTurn
-from models.fusion_eval import baselines, by_kind, text_predictions, with_ocr
+from models.fusion_eval import baselines, by_kind, by_voice, text_predictions, with_ocr
 from models.fusion_fit import FusionTrainConfig, TextStates, intents_of, predict, prepare
 from models.fusion_layers import FusionConfig
 from models.fusion_training import train_fusion
@@ -148,12 +148,8 @@ def _baseline_rows(text_dir: Path, data: MultimodalSet) -> tuple[dict[str, Any],
 
 
 def _by_voice(test: list, predicted: list[str], text_alone: list[str]) -> dict[str, Any]:
-    out = {}
-    for voice in sorted({ex.voice for ex in test if ex.voice}):
-        idx = [i for i, ex in enumerate(test) if ex.kind == "spoken" and ex.voice == voice]
-        out[voice] = {"fusion": by_kind([test[i] for i in idx], [predicted[i] for i in idx])["all"],
-                      "text alone": by_kind([test[i] for i in idx], [text_alone[i] for i in idx])["all"]}
-    return out
+    fused, alone = by_voice(test, predicted), by_voice(test, text_alone)
+    return {voice: {"fusion": fused[voice], "text alone": alone[voice]} for voice in fused}
 
 
 def _variants(data: MultimodalSet, text_dir: Path, cfg: FusionTrainConfig, extra_seeds: int,
@@ -165,14 +161,10 @@ def _variants(data: MultimodalSet, text_dir: Path, cfg: FusionTrainConfig, extra
         _, pred, _ = _train(data, NluModel.from_pretrained(text_dir), dataclasses.replace(cfg, seed=cfg.seed + extra),
                             FusionConfig(), None, text_dir)
         seeds[f"fusion, seed {cfg.seed + extra}"] = by_kind(test, pred)
-    for name, change in (ABLATIONS if ablate else {}).items():
-        _, pred, secs = _train(data, NluModel.from_pretrained(text_dir), cfg, dataclasses.replace(FusionConfig(), **change),
-                               None, text_dir)
-        ablations[name] = by_kind(test, pred)
-        seconds[name] = round(secs, 1)
-    for name, change in (TRAIN_ABLATIONS if ablate else {}).items():
-        _, pred, secs = _train(data, NluModel.from_pretrained(text_dir), dataclasses.replace(cfg, **change),
-                               FusionConfig(), None, text_dir)
+    runs = {**{n: (cfg, dataclasses.replace(FusionConfig(), **c)) for n, c in ABLATIONS.items()},
+            **{n: (dataclasses.replace(cfg, **c), FusionConfig()) for n, c in TRAIN_ABLATIONS.items()}}
+    for name, (train_cfg, fusion_cfg) in (runs if ablate else {}).items():
+        _, pred, secs = _train(data, NluModel.from_pretrained(text_dir), train_cfg, fusion_cfg, None, text_dir)
         ablations[name] = by_kind(test, pred)
         seconds[name] = round(secs, 1)
     return seeds, ablations, seconds

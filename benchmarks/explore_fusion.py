@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from agent.config import AgentConfig
-from models.fusion_eval import baselines, by_kind
+from models.fusion_eval import baselines, by_kind, by_voice
 from models.fusion_fit import FusionTrainConfig, TextStates, intents_of, predict, prepare
 from models.fusion_layers import FusionConfig
 from models.fusion_training import train_fusion
@@ -66,11 +66,7 @@ def parse_variant(spec: str, default_set: Path) -> tuple[str, Path, dict[str, An
 
 
 def _by_voice(test: list, predicted: list[str]) -> dict[str, float]:
-    out = {}
-    for voice in sorted({ex.voice for ex in test if ex.voice}):
-        idx = [i for i, ex in enumerate(test) if ex.kind == "spoken" and ex.voice == voice]
-        out[voice] = by_kind([test[i] for i in idx], [predicted[i] for i in idx])["all"]["accuracy"]
-    return out
+    return {voice: scores["accuracy"] for voice, scores in by_voice(test, predicted).items()}
 
 
 def _row(name: str, test: list, predicted: list[str], extra: str = "") -> dict[str, Any]:

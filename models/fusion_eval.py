@@ -41,6 +41,15 @@ def by_kind(examples: Sequence[MultimodalExample], predicted: Sequence[str]) -> 
     return out
 
 
+def by_voice(examples: Sequence[MultimodalExample], predicted: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``score`` of the spoken turns of each voice."""
+    out = {}
+    for voice in sorted({ex.voice for ex in examples if ex.kind == "spoken" and ex.voice}):
+        idx = [i for i, ex in enumerate(examples) if ex.kind == "spoken" and ex.voice == voice]
+        out[voice] = score([examples[i].intent for i in idx], [predicted[i] for i in idx])
+    return out
+
+
 def text_predictions(text_model: Any, texts: Sequence[str]) -> list[str]:
     """The text model's intent for each text; ``NO_ANSWER`` for an empty one."""
     idx = [i for i, t in enumerate(texts) if t.strip()]

@@ -299,6 +299,19 @@ def read_image(folder: Path, key: str) -> CachedImage:
 # --- building and loading -------------------------------------------------------------------
 
 
+def plan_set(domain_path: Path, banking77_dir: Path | None, set_config: SetConfig) -> tuple[
+        dict[str, Any], list[tuple[str, str, str, str, MS.ClipSpec]], list[tuple[str, str, int]], list[MultimodalExample]]:
+    """Every draw of the set, in a fixed order from one seeded generator: (pool info, spoken clips
+    to make, pictures to make, picture turns). The extra training sentences are drawn last."""
+    rng = random.Random(set_config.seed)
+    pools, pool_info = sentence_pools(domain_path, banking77_dir, rng)
+    spoken = _plan_spoken(pools, set_config, rng)
+    pictures = _plan_pictures(set_config)
+    examples = _pair_pictures(pictures, pools, set_config, rng)
+    spoken += _plan_extra_spoken(pools, spoken, set_config, rng, banking77_dir)
+    return pool_info, spoken, pictures, examples
+
+
 def build_set(out_dir: Path, config: AgentConfig, *, set_config: SetConfig | None = None,
               banking77_dir: Path | None = DEFAULT_BANKING77) -> Path:
     """Build (or complete) the set in ``out_dir``; returns ``out_dir``. Cached parts are reused."""
@@ -306,12 +319,7 @@ def build_set(out_dir: Path, config: AgentConfig, *, set_config: SetConfig | Non
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    rng = random.Random(set_config.seed)
-    pools, pool_info = sentence_pools(config.domain.path, banking77_dir, rng)
-    spoken = _plan_spoken(pools, set_config, rng)
-    pictures = _plan_pictures(set_config)
-    examples = _pair_pictures(pictures, pools, set_config, rng)
-    spoken += _plan_extra_spoken(pools, spoken, set_config, rng, banking77_dir)
+    pool_info, spoken, pictures, examples = plan_set(config.domain.path, banking77_dir, set_config)
     t0 = time.perf_counter()
     _compute_images(pictures, out_dir / "images", config, set_config)
     t1 = time.perf_counter()

@@ -90,11 +90,11 @@ def unused_banking77_rows(folder: Path | None, used: set[str]) -> list[Row]:
     training sentences that cannot leak into validation or test."""
     if folder is None or not (Path(folder) / "train.csv").is_file():
         return []
-    out: list[Row] = []
+    seen, out = set(used), []
     for ex in ds.read_intent_csv(Path(folder) / "train.csv"):
         intent, text = BANKING77_TO_DOMAIN.get(str(ex.intent)), ex.text.strip()
-        if intent is not None and len(text) <= MAX_CHARS and text not in used:
-            used.add(text)
+        if intent is not None and len(text) <= MAX_CHARS and text not in seen:
+            seen.add(text)
             out.append((text, intent, "banking77"))
     return out
 

@@ -107,20 +107,13 @@ def test_clip_keys_change_with_what_makes_the_clip() -> None:
 
 
 def test_extra_training_sentences_leave_the_rest_of_the_plan_unchanged(shared_data: Path) -> None:
-    from models.multimodal_data import (
-        SetConfig,
-        _pair_pictures,
-        _plan_extra_spoken,
-        _plan_pictures,
-        _plan_spoken,
-    )
+    from models.multimodal_data import SetConfig, plan_set
 
     def plan(config: SetConfig) -> tuple[list, list, list]:
-        rng = random.Random(config.seed)
-        pools, _ = sentence_pools(DOMAIN, shared_data / "banking77", rng)
-        spoken = _plan_spoken(pools, config, rng)
-        pictures = _pair_pictures(_plan_pictures(config), pools, config, rng)
-        return spoken, pictures, _plan_extra_spoken(pools, spoken, config, rng, shared_data / "banking77")
+        """(first draw's clips, picture turns, extra clips: drawn last, so at the end)."""
+        _, spoken, _, pictures = plan_set(DOMAIN, shared_data / "banking77", config)
+        n_first = len(spoken) - config.extra_spoken_train * config.train_voices_per_sentence
+        return spoken[:n_first], pictures, spoken[n_first:]
 
     small = SetConfig(spoken=(6, 2, 3), deciding=(1, 1, 1), irrelevant=(1, 0, 1), extra_spoken_train=0)
     spoken, pictures, extra = plan(small)
