@@ -142,6 +142,9 @@ class NluResult:
     emotion_confidence: float = 0.0
     entities: tuple[Entity, ...] = ()
     path: NluPath = "text"  # which model answered
+    # the fusion path with a picture: whether it read the picture (False: its router judged the
+    # picture irrelevant to what was said, and the words answered alone); None otherwise
+    picture_used: bool | None = None
 
     def second(self) -> IntentScore | None:
         return self.ranking[1] if len(self.ranking) > 1 else None

@@ -30,6 +30,7 @@ def nlu_json(nlu: NluResult | None) -> dict[str, Any] | None:
         "emotion_confidence": round(nlu.emotion_confidence, 4),
         "entities": [{"kind": e.kind, "value": e.value, "start": e.start, "end": e.end} for e in nlu.entities],
         "path": nlu.path,
+        "picture_used": nlu.picture_used,
     }
 
 

@@ -8,7 +8,7 @@ wordings and pictures that training never saw):
   text with the picture's OCR text appended (64 tokens, as the runtime reads, and 128 tokens);
   the sentences as typed (spoken turns);
 - the fusion model (trained here, on the ``train`` split with early stopping on ``val``), also
-  with a modality removed at test time;
+  with a modality removed at test time, and with its picture router off (every picture read);
 - ablations, each trained the same way: no speech features, no image embedding, no OCR tokens,
   gate off (plain residual), gate reading Whisper's confidence in the transcript, no typed-sentence
   target (the spoken turns' sentence vector pulled towards the typed sentence's);
@@ -41,7 +41,7 @@ import numpy as np
 
 from agent.config import AgentConfig
 from models.fusion import FusionModel, FusionTurn
-from models.fusion_eval import baselines, by_kind, by_voice, text_predictions, with_ocr
+from models.fusion_eval import baselines, by_kind, by_voice, picture_router_use, text_predictions, with_ocr
 from models.fusion_fit import FusionTrainConfig, TextStates, intents_of, predict, prepare
 from models.fusion_layers import FusionConfig
 from models.fusion_training import train_fusion
@@ -190,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     states, prep = TextStates(fusion, trainable=False), prepare(data, test, fusion.intent_classes)
     drops = {name: by_kind(test, intents_of(fusion, predict(fusion, states, prep, drop=frozenset(d))["intent"]))
              for name, d in TEST_TIME_DROPS.items()}
+    router = picture_router_use(test, predict(fusion, states, prep))
+    if fusion.module.router is not None:  # the same model reading every picture
+        fusion.module.routing = False
+        drops["picture router off at test"] = by_kind(test, intents_of(fusion, predict(fusion, states, prep)["intent"]))
+        fusion.module.routing = True
     seeds, ablations, ablation_seconds = _variants(data, text_dir, cfg, args.extra_seeds, not args.no_ablations)
     seeds = {f"fusion, seed {args.seed}": rows["fusion"], **seeds}
     ablations = {"fusion (full)": rows["fusion"], **ablations}
@@ -200,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     print(_table({"text alone": rows["text alone"], **seeds}, "Fusion trained with other seeds"))
     print(_table(drops, "Fusion model with a modality removed at test time"))
     print(_table(ablations, "Ablations (each trained the same way)"))
-    print("\nspoken accuracy by voice:", json.dumps(by_voice))
+    print("\npictures read (share of test turns with a picture, by kind):", json.dumps(router))
+    print("spoken accuracy by voice:", json.dumps(by_voice))
     print("latency (ms, one turn, features cached):", json.dumps(latency))
     print("aims:", json.dumps(aims))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -210,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
               "set": {"path": str(data.path), "counts": data.manifest["counts"], "voices": data.manifest["voices"]},
               "text_model": str(text_dir), "train_seconds": round(seconds, 1), "ablation_train_seconds": ablation_seconds,
               "config": dataclasses.asdict(cfg), "results": rows, "typed_spoken": typed_spoken, "test_time_drops": drops,
-              "seeds": seeds, "ablations": ablations, "spoken_by_voice": by_voice, "latency": latency, "aims": aims}
+              "seeds": seeds, "ablations": ablations, "spoken_by_voice": by_voice, "pictures_read": router, "latency": latency, "aims": aims}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

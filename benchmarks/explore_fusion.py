@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from agent.config import AgentConfig
-from models.fusion_eval import baselines, by_kind, by_voice
+from models.fusion_eval import baselines, by_kind, by_voice, picture_router_use
 from models.fusion_fit import FusionTrainConfig, TextStates, intents_of, predict, prepare
 from models.fusion_layers import FusionConfig
 from models.fusion_training import train_fusion
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=["fusion"], help="NAME[@SET_DIR][:key=value,...], see above")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--router-thresholds", type=float, nargs="*", default=[],
+                        help="also score each trained model with its picture router at these thresholds")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "explore_fusion.jsonl")
     args = parser.parse_args(argv)
     import torch
@@ -122,12 +124,28 @@ def main(argv: list[str] | None = None) -> int:
                                      train_config=cfg, fusion_config=dataclasses.replace(FusionConfig(), **fusion_changes),
                                      progress=False)
             seconds = time.perf_counter() - t0
-            prep = prepare(data, test, fusion.intent_classes)
-            predicted = intents_of(fusion, predict(fusion, TextStates(fusion, trainable=False), prep)["intent"])
+            prep, states = prepare(data, test, fusion.intent_classes), TextStates(fusion, trainable=False)
+            out = predict(fusion, states, prep)
+            predicted = intents_of(fusion, out["intent"])
             results[f"{name}, seed {seed}"] = {**_row(f"{name}, seed {seed}", test, predicted, f"{seconds:.0f}"),
                                                "train_set": str(train_dir), "changes": changes,
                                                "fusion_changes": fusion_changes, "train_seconds": round(seconds, 1),
-                                               "predicted": predicted}
+                                               "pictures_read": picture_router_use(test, out), "predicted": predicted}
+            if fusion.module.router is not None:  # the same model reading every picture, or at other thresholds
+                results[f"{name}, seed {seed}"]["relevance"] = [round(float(x), 4) for x in out["relevance"]]
+                print("  pictures read:", json.dumps(results[f"{name}, seed {seed}"]["pictures_read"]), flush=True)
+                fusion.module.routing = False
+                unrouted = intents_of(fusion, predict(fusion, states, prep)["intent"])
+                results[f"{name}, seed {seed}, router off at test"] = {
+                    **_row(f"{name}, seed {seed}, router off at test", test, unrouted), "predicted": unrouted}
+                fusion.module.routing, config_was = True, fusion.module.config
+                for threshold in args.router_thresholds:
+                    fusion.module.config = dataclasses.replace(config_was, router_threshold=threshold)
+                    at = predict(fusion, states, prep)
+                    label = f"{name}, seed {seed}, router threshold {threshold:g} at test"
+                    results[label] = {**_row(label, test, intents_of(fusion, at["intent"])),
+                                      "pictures_read": picture_router_use(test, at)}
+                fusion.module.config = config_was
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                             check=False).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ in the picture, fused by ``models.fusion_layers.FusionModule``. Fallbacks, by de
   out (the others are used); with nothing but text the answer equals the text model's;
 - a picture with no text: the picture (embedding and OCR) is read with an empty message (the
   training set has such turns);
+- a picture the router judges irrelevant to the message: left out (embedding and OCR), and the
+  answer's ``picture_used`` is False;
 - features of the wrong shape, dtype or values: ``InvalidInput`` naming what was expected; the
   runtime then answers from the text path.
 
@@ -18,6 +20,7 @@ last: configuration, classes, temperature, which text model it reads and that mo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -85,6 +88,10 @@ class FusionReading:
     image_kind_confidence: float
     gate: float  # mean gate: 0 = text alone, 1 = fully open
     attention: tuple[tuple[str, float], ...]  # share of attention on null / speech / image / ocr
+    # the picture router: probability that the picture matters, and whether the picture was read
+    # (False: judged irrelevant and left out); None without a picture
+    picture_relevance: float | None = None
+    picture_used: bool | None = None
 
 
 def _array(value: Any, what: str, shape: tuple[int | None, ...], *, max_rows: int | None = None) -> np.ndarray:
@@ -183,6 +190,7 @@ class FusionModel:
         result = {name: z.numpy() for name, z in out.logits.items()}
         result.update(image_kind=out.image_kind.numpy(), gate=out.gate.numpy(), attention=out.attention.numpy(),
                       pooled=out.pooled.numpy(), present=out.present.numpy(),
+                      relevance=torch.sigmoid(out.relevance).numpy(), picture_used=out.picture_used.numpy(),
                       text_pooled=torch.stack([t.mean(0) for t in text]).numpy())
         return result
 
@@ -215,12 +223,18 @@ class FusionModel:
         turn = self.turn(text=text, transcript=transcript, image=image)
         out = self.forward([turn])
         kind_p = softmax(out["image_kind"][0])
+        nlu = self.results(out)[0]
+        if turn.image is not None:
+            nlu = dataclasses.replace(nlu, picture_used=bool(out["picture_used"][0]))
         return FusionReading(
-            nlu=self.results(out)[0],
+            nlu=nlu,
             image_kind=IMAGE_KINDS[int(kind_p.argmax())] if turn.image is not None else None,
             image_kind_confidence=float(kind_p.max()) if turn.image is not None else 0.0,
             gate=float(out["gate"][0]),
-            attention=tuple((name, round(float(v), 4)) for name, v in zip(MODALITIES, out["attention"][0])))
+            attention=tuple((name, round(float(v), 4)) for name, v in zip(MODALITIES, out["attention"][0])),
+            picture_relevance=(float(out["relevance"][0]) if self.module.router is not None else None)
+            if turn.image is not None else None,
+            picture_used=bool(out["picture_used"][0]) if turn.image is not None else None)
 
     def understand(self, *, text: str, transcript: Transcript | None = None,
                    image: ImageAnalysis | None = None) -> NluResult:
@@ -270,7 +284,8 @@ class FusionModel:
         meta = read_meta(path)
         if text_model is None:
             text_model = NluModel.from_pretrained(text_dir_of(path, meta), device=device)
-        config = FusionConfig(**{"asr_confidence": False, **meta["config"]})  # models saved before the option
+        # models saved before these options were added have neither
+        config = FusionConfig(**{"asr_confidence": False, "picture_router": False, **meta["config"]})
         module = FusionModule(config, {k: int(v) for k, v in meta["head_sizes"].items()})
         module.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
         return cls(text_model, module.to(device), meta)

@@ -75,3 +75,18 @@ def baselines(text_model: Any, examples: Sequence[MultimodalExample], data: Mult
         "text_ocr": text_predictions(text_model, [with_ocr(ex, data) for ex in examples]),
         "typed": text_predictions(text_model, [ex.typed for ex in examples]),
     }
+
+
+def picture_router_use(examples: Sequence[MultimodalExample], out: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Per kind of turn with a picture: how many pictures the fusion read (the router left the rest
+    out) and the router's mean probability that the picture matters; ``out`` is ``predict``'s output."""
+    used, relevance = out.get("picture_used"), out.get("relevance")
+    result: dict[str, dict[str, Any]] = {}
+    if used is None or relevance is None:
+        return result
+    p = 1.0 / (1.0 + np.exp(-relevance))
+    for kind in KINDS:
+        idx = [i for i, ex in enumerate(examples) if ex.kind == kind and ex.image]
+        if idx:
+            result[kind] = {"n": len(idx), "read": int(used[idx].sum()), "mean_relevance": round(float(p[idx].mean()), 3)}
+    return result

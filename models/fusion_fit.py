@@ -67,6 +67,9 @@ class FusionTrainConfig:
     # training only: this share of each clip's speech tokens, in two spans, replaced by the clip's
     # mean (SpecAugment-style time masking on the pooled encoder features)
     speech_time_mask: float = 0.0
+    # the picture router (``FusionConfig.picture_router``): binary cross-entropy of "this turn's
+    # picture decides its intent" (image-decides and image-only turns) against image-irrelevant turns
+    router_loss_weight: float = 1.0
     finetune_text: bool = False
     train_heads: bool = False
     seed: int = 0
@@ -188,7 +191,9 @@ def predict(fusion: FusionModel, states: TextStates, prep: Prepared, *, drop: fr
         for start in range(0, len(prep), batch_size):
             idx = list(range(start, min(len(prep), start + batch_size)))
             out = fusion.module(make_batch(fusion, states, prep, idx, drop=drop))
-            for name, z in {**out.logits, "image_kind": out.image_kind, "gate": out.gate}.items():
+            extra = {"image_kind": out.image_kind, "gate": out.gate, "relevance": out.relevance,
+                     "picture_used": out.picture_used}
+            for name, z in {**out.logits, **extra}.items():
                 parts.setdefault(name, []).append(z.float().numpy())
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
@@ -217,6 +222,11 @@ def _loss(fusion: FusionModel, states: TextStates, prep: Prepared, idx: list[int
             target = prep.typed_pool[idx][spoken]
             miss = 1 - F.cosine_similarity(out.pooled[spoken], target, dim=-1)
             loss = loss + cfg.typed_pool_weight * miss.mean() * spoken.float().mean()
+    router_target = [prep.examples[i].kind != "image_irrelevant" for i in idx]
+    if fusion.module.router is not None and batch.image_mask is not None and batch.image_mask.any():
+        seen = batch.image_mask
+        target = torch.tensor(router_target, dtype=torch.float32)[seen]
+        loss = loss + cfg.router_loss_weight * F.binary_cross_entropy_with_logits(out.relevance[seen], target)
     kind = prep.kind[idx]
     has = (kind != IGNORE) & (batch.image_mask if batch.image_mask is not None else torch.zeros_like(kind, dtype=torch.bool))
     if has.any():
@@ -260,7 +270,9 @@ def fit(fusion: FusionModel, states: TextStates, train: Prepared, val: Prepared,
     rng = random.Random(cfg.seed)
     steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
     opt, sched = _optimizer(fusion, cfg, steps)
-    trainable = [p for g in opt.param_groups for p in g["params"]]
+    router = {id(p) for p in fusion.module.router.parameters()} if fusion.module.router is not None else set()
+    # the router's gradients are clipped apart, so that the rest trains exactly as without it
+    clip_groups = [[p for g in opt.param_groups for p in g["params"] if (id(p) in router) == r] for r in (False, True)]
     history: list[dict[str, Any]] = []
     best, best_loss, best_state, stale, stopped, start = -1.0, float("inf"), None, 0, False, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -273,7 +285,9 @@ def fit(fusion: FusionModel, states: TextStates, train: Prepared, val: Prepared,
             loss = _loss(fusion, states, train, order[b : b + cfg.batch_size], cfg, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            for params in clip_groups:
+                if params:
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))

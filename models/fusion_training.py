@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from models.fusion import FusionModel
-from models.fusion_eval import baselines, by_kind
+from models.fusion_eval import baselines, by_kind, picture_router_use
 from models.fusion_fit import (
     FusionTrainConfig,
     Prepared,
@@ -75,7 +75,8 @@ def train_fusion(data: MultimodalSet, text_model: NluModel, *, text_model_dir: P
 
 def _metrics(fusion: FusionModel, states: TextStates, data: MultimodalSet, train: Prepared, val: Prepared,
              test: Prepared, result: dict[str, Any], cfg: FusionTrainConfig) -> tuple[dict[str, Any], list[str]]:
-    predicted = intents_of(fusion, predict(fusion, states, test)["intent"])
+    out = predict(fusion, states, test)
+    predicted = intents_of(fusion, out["intent"])
     text_alone = baselines(fusion.text, test.examples, data)["text"]
     fused, alone = by_kind(test.examples, predicted), by_kind(test.examples, text_alone)
     return {"task": "fusion", "sizes": {"train": len(train), "val": len(val), "test": len(test)},
@@ -83,7 +84,8 @@ def _metrics(fusion: FusionModel, states: TextStates, data: MultimodalSet, train
             "stopped_early": result["stopped_early"], "train_seconds": result["train_seconds"],
             "temperature": fusion.temperature, "history": result["history"],
             "test": {"fusion": fused, "text_alone": alone}, "test_accuracy": fused["all"]["accuracy"],
-            "text_alone_test_accuracy": alone["all"]["accuracy"], **summary(fusion, cfg)}, predicted
+            "text_alone_test_accuracy": alone["all"]["accuracy"],
+            "pictures_read": picture_router_use(test.examples, out), **summary(fusion, cfg)}, predicted
 
 
 def _save(fusion: FusionModel, out_dir: Path, metrics: dict[str, Any], test: Prepared, predicted: list[str], *,

@@ -254,7 +254,7 @@ def nlu_from_json(data: Mapping[str, Any] | None) -> NluResult | None:
         emotion_confidence=float(data.get("emotion_confidence", 0.0)),
         entities=tuple(Entity(kind=e["kind"], value=e["value"], text="", start=int(e.get("start", 0)),
                               end=int(e.get("end", 0))) for e in data.get("entities", ())),
-        path=data.get("path", "text"),
+        path=data.get("path", "text"), picture_used=data.get("picture_used"),
     )
 
 

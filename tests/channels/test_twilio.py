@@ -54,8 +54,8 @@ def test_parses_each_event_twilio_sends() -> None:
         ('{"event": "media", "media": {"payload": ""}}', "expected 'streamSid' as str, got nothing"),
         ('{"event": "media", "streamSid": "MZ1", "media": {"payload": 5}}', "expected 'payload' as str, got int"),
         ('{"event": "dtmf", "streamSid": "MZ1", "dtmf": {"digit": "12"}}', "expected one of 0-9"),
-        ('{"event": "start", "start": {"streamSid": "MZ1", "callSid": "CA1", "mediaFormat": '
-         '{"encoding": "audio/l16", "sampleRate": 16000, "channels": 1}}}', "expected audio/x-mulaw, 8000 Hz"),
+        (('{"event": "start", "start": {"streamSid": "MZ1", "callSid": "CA1", "mediaFormat": '
+          '{"encoding": "audio/l16", "sampleRate": 16000, "channels": 1}}}'), "expected audio/x-mulaw, 8000 Hz"),
         ('{"event": "start", "start": {"callSid": "CA1"}}', "expected 'streamSid' as str"),
     ],
 )

@@ -31,6 +31,8 @@ def module(config: FusionConfig = SMALL) -> FusionModule:
         for layer in m.layers:
             if layer.gate is not None:
                 layer.gate.bias.fill_(2.0)
+        if m.router is not None:  # every picture judged to matter (the router has its own tests)
+            m.router["mlp"][-1].bias.fill_(5.0)
     return m
 
 
@@ -108,6 +110,44 @@ def test_gate_off_and_turned_off_modalities() -> None:
     assert torch.all(out.gate == 1.0)
     no_image = module(replace(SMALL, use_image=False))
     torch.testing.assert_close(no_image(batch(image=True)).logits["intent"], no_image(batch()).logits["intent"])
+
+
+def test_a_picture_the_router_judges_irrelevant_is_left_out_entirely() -> None:
+    """In use (eval mode) a picture scored under the threshold is not read, embedding and OCR:
+    with nothing else beside the words the answer is the text model's exactly; speech stays."""
+    m = module()
+    with torch.no_grad():
+        m.router["mlp"][-1].bias.fill_(-5.0)
+    text_only = batch()
+    pooled = mean_pool(text_only.text, text_only.text_mask)
+    out = m(batch(image=True, ocr=True))
+    torch.testing.assert_close(out.logits["intent"], m.heads["intent"](pooled), rtol=0, atol=0)
+    assert not out.present.any() and not out.picture_used.any() and (torch.sigmoid(out.relevance) < 0.5).all()
+    heard = m(batch(speech=True, image=True))  # the speech is still read, the picture not
+    assert heard.present.all() and not heard.picture_used.any()
+    torch.testing.assert_close(heard.logits["intent"], m(batch(speech=True)).logits["intent"], rtol=0, atol=1e-5)
+    m.routing = False  # measuring: the router scores, every picture is read
+    assert m(batch(image=True)).picture_used.all()
+    m.routing = True
+    m.train()  # training reads every picture: the router learns beside the rest, not instead of it
+    assert m(batch(image=True)).picture_used.all()
+
+
+def test_the_router_reads_the_words_and_the_picture_and_only_rows_with_a_picture() -> None:
+    m = module()
+    mixed = pad_batch(batch().text.unbind(0), image=[torch.randn(24), None, torch.randn(24)], config=SMALL)
+    out = m(FusionBatch(text=batch().text, text_mask=batch().text_mask, image=mixed.image, image_mask=mixed.image_mask))
+    assert out.picture_used.tolist() == [True, False, True] and out.relevance[1] == 0
+    other_words = batch()
+    other_words = FusionBatch(text=other_words.text + 1.0, text_mask=other_words.text_mask, image=mixed.image,
+                              image_mask=mixed.image_mask)
+    assert not torch.allclose(m(other_words).relevance[[0, 2]], out.relevance[[0, 2]])
+    with pytest.raises(ValueError, match=r"router_threshold must be in \(0, 1\), got 1.5"):
+        FusionConfig(router_threshold=1.5)
+    from dataclasses import replace
+
+    assert module(replace(SMALL, picture_router=False)).router is None  # models saved before the router
+    assert module(replace(SMALL, picture_router=False))(batch(image=True)).picture_used.all()
 
 
 def test_copy_heads_takes_the_text_models_classes() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from agent.config import AgentConfig, NluConfig, VisionConfig
 from agent.messages import AudioClip, UserTurn
@@ -131,12 +132,46 @@ def test_the_fusion_learns_to_read_the_picture(trained, tiny_set) -> None:
     assert fused_right > sum(a == b for a, b in zip(alone, truth)) + 3
 
 
+def test_the_picture_router_learns_which_pictures_matter(trained, tiny_set) -> None:
+    """On its training turns the router reads the pictures that decide and leaves most irrelevant ones out."""
+    from models.fusion_eval import picture_router_use
+    from models.fusion_fit import TextStates, predict, prepare
+
+    fusion, metrics, _ = trained
+    data, _ = tiny_set
+    train = data.split("train")
+    used = picture_router_use(train, predict(fusion, TextStates(fusion, trainable=False),
+                                             prepare(data, train, fusion.intent_classes)))
+    assert used["image_decides"]["read"] == used["image_decides"]["n"]
+    assert used["image_only"]["read"] == used["image_only"]["n"]
+    assert used["image_irrelevant"]["read"] <= used["image_irrelevant"]["n"] // 2, used
+    assert used["image_irrelevant"]["mean_relevance"] < used["image_decides"]["mean_relevance"]
+    assert set(metrics["pictures_read"]) >= {"image_decides", "image_irrelevant"}
+
+
+def test_the_router_trains_apart_from_the_rest(tiny_set, trained_model_dir: Path) -> None:
+    """Inputs detached, gradients clipped on their own, created last: every other weight ends one
+    epoch exactly as it does with no router, so "router off" is the same model reading every picture."""
+    from models.fusion_layers import FusionConfig
+
+    data, _ = tiny_set
+    data = dataclasses.replace(data, examples=tuple(ex for ex in data.examples if ex.split != "val"))
+    cfg = FusionTrainConfig(epochs=1, batch_size=8, lr=3e-3, threads=1)
+    weights = {}
+    for router in (True, False):
+        fusion, _ = train_fusion(data, NluModel.from_pretrained(trained_model_dir), text_model_dir=None, out_dir=None,
+                                 train_config=cfg, fusion_config=FusionConfig(picture_router=router), progress=False)
+        weights[router] = fusion.module.state_dict()
+    others = [k for k in weights[True] if not k.startswith("router.")]
+    assert sorted(others) == sorted(weights[False]) and len(others) < len(weights[True])
+    for key in others:
+        assert torch.equal(weights[True][key], weights[False][key]), key
+
+
 def test_typed_sentence_targets_pull_spoken_turns_towards_what_was_meant(tiny_set, trained_model_dir: Path) -> None:
     """``typed_pool_weight``: spoken rows get the text model's mean state of the typed sentence as a
     target (other rows none), and the loss grows by the cosine distance to it."""
     import random
-
-    import torch
 
     from models.fusion_fit import TextStates, _loss, new_fusion, prepare, set_teacher, set_typed_targets
     from models.fusion_layers import FusionConfig
@@ -200,5 +235,7 @@ async def test_runtime_answers_voice_and_image_turns_through_the_fusion(trained,
         paths[name] = (image_turn.nlu.path, voice_turn.nlu.path, typed_turn.nlu.path)
         if name == "with":
             assert voice_turn.transcript is not None and voice_turn.transcript.features is not None
+            # the reply says whether the picture was read (the router) and a voice turn has none
+            assert isinstance(image_turn.nlu.picture_used, bool) and voice_turn.nlu.picture_used is None
     assert paths["with"] == ("fusion", "fusion", "text")
     assert "fusion" not in paths["without"]
