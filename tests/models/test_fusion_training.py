@@ -209,6 +209,31 @@ def test_loaded_model_answers_text_alone_exactly_like_the_text_model(trained, tr
         assert fused.sentiment == alone.sentiment and fused.emotion == alone.emotion
 
 
+def test_a_model_saved_before_the_router_loads_and_reads_every_picture(trained, tiny_set, trained_model_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from models.fusion_fit import TextStates, predict, prepare
+
+    _, _, out = trained
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    meta = json.loads((old / "fusion.json").read_text())
+    for key in ("picture_router", "router_threshold", "speech_queries"):
+        meta["config"].pop(key)
+    (old / "fusion.json").write_text(json.dumps(meta))
+    weights = {k: v for k, v in load_file(str(old / "fusion.safetensors")).items() if not k.startswith("router.")}
+    save_file(weights, str(old / "fusion.safetensors"))
+    fusion = FusionModel.from_pretrained(old, text_model=NluModel.from_pretrained(trained_model_dir))
+    assert fusion.module.router is None
+    data, _ = tiny_set
+    pictures = [ex for ex in data.split("test") if ex.image]
+    assert pictures and predict(fusion, TextStates(fusion, trainable=False),
+                                prepare(data, pictures, fusion.intent_classes))["picture_used"].all()
+
+
 async def test_runtime_answers_voice_and_image_turns_through_the_fusion(trained, config: AgentConfig) -> None:
     from agent.config import TtsConfig
     from agent.runtime import load_agent
