@@ -184,6 +184,7 @@ class FusionModel:
         speech = [torch.from_numpy(t.speech) if t.speech is not None else None for t in turns]
         image = [torch.from_numpy(t.image) if t.image is not None else None for t in turns]
         batch = pad_batch(text, speech=speech, image=image, ocr=ocr, asr_logprob=[t.asr_logprob for t in turns],
+                          words=[bool(t.text.strip()) for t in turns],
                           config=self.config)
         with torch.inference_mode():
             out = self.module(batch)

@@ -164,6 +164,7 @@ def make_batch(fusion: FusionModel, states: TextStates, prep: Prepared, idx: lis
     ocr = [next(ocr_states) if k is not None else None for k in ocr_keys]
     # the transcript's confidence describes the text, so it stays when the speech features are dropped
     return pad_batch(text, speech=speech, image=image, ocr=ocr, asr_logprob=[prep.asr_logprob[i] for i in idx],
+                     words=[bool(prep.examples[i].text.strip()) for i in idx],
                      config=fusion.config)
 
 

@@ -116,6 +116,9 @@ class FusionBatch:
     # Whisper's mean token log-probability of the transcript the text is, NaN on rows whose text
     # was typed (no transcript); None: no row has a transcript
     asr_logprob: torch.Tensor | None = None  # (B,) float32
+    # False on rows whose message had no words (a picture sent alone): the router always reads
+    # their picture, which is all there is; None: every row had words
+    words: torch.Tensor | None = None  # (B,) bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,6 +177,10 @@ def check_batch(batch: FusionBatch, config: FusionConfig) -> None:
             raise ValueError(f"asr_logprob: expected shape ({b},) float32, got {got}")
         if bool((lp[~torch.isnan(lp)] > 0).any()) or bool(torch.isinf(lp).any()):
             raise ValueError("asr_logprob: expected finite log-probabilities <= 0 (NaN for typed text)")
+    if batch.words is not None and (not isinstance(batch.words, torch.Tensor) or batch.words.shape != (b,)
+                                    or batch.words.dtype != torch.bool):
+        got = f"{tuple(batch.words.shape)} {batch.words.dtype}" if isinstance(batch.words, torch.Tensor) else type(batch.words).__name__
+        raise ValueError(f"words: expected shape ({b},) bool, got {got}")
     if batch.speech is not None and batch.speech.shape[1] > config.max_speech_tokens:
         raise ValueError(f"speech: expected at most {config.max_speech_tokens} pooled frames (30 s), "
                          f"got {batch.speech.shape[1]}")
@@ -327,6 +334,8 @@ class FusionModule(nn.Module):
             relevance = torch.where(has_picture, relevance, torch.zeros_like(relevance))
             if not self.training and self.routing:  # leave out a picture judged not to matter: embedding and OCR
                 keep = ~has_picture | (torch.sigmoid(relevance) >= self.config.router_threshold)
+                if batch.words is not None:  # a picture sent without words is all there is: read it
+                    keep = keep | ~batch.words
                 ctx_mask = ctx_mask.clone()
                 ctx_mask[:, bounds[2]:bounds[4]] &= keep[:, None]
         present = ctx_mask[:, 1:].any(1)
@@ -401,9 +410,11 @@ def _pad(items: list[torch.Tensor | None], width: int) -> tuple[torch.Tensor, to
 
 def pad_batch(text: list[torch.Tensor], *, speech: list[torch.Tensor | None] | None = None,
               image: list[torch.Tensor | None] | None = None, ocr: list[torch.Tensor | None] | None = None,
-              asr_logprob: list[float | None] | None = None, config: FusionConfig) -> FusionBatch:
+              asr_logprob: list[float | None] | None = None, words: list[bool] | None = None,
+              config: FusionConfig) -> FusionBatch:
     """A ``FusionBatch`` from per-turn tensors: text (T_i, d), speech (S_i, speech_dim) or None,
-    image (image_dim,) or None, ocr (U_i, d) or None, the transcript's mean log-probability or None."""
+    image (image_dim,) or None, ocr (U_i, d) or None, the transcript's mean log-probability or None,
+    and whether each message had words (a picture sent alone: False)."""
     b = len(text)
     text_t, text_mask = _pad(list(text), config.text_dim)
     assert text_t is not None and text_mask is not None
@@ -417,4 +428,5 @@ def pad_batch(text: list[torch.Tensor], *, speech: list[torch.Tensor | None] | N
     if asr_logprob is not None and any(x is not None for x in asr_logprob):
         lp = torch.tensor([float("nan") if x is None else min(0.0, float(x)) for x in asr_logprob], dtype=torch.float32)
     return FusionBatch(text=text_t, text_mask=text_mask, speech=speech_t, speech_mask=speech_mask,
-                       image=image_t, image_mask=image_mask, ocr=ocr_t, ocr_mask=ocr_mask, asr_logprob=lp)
+                       image=image_t, image_mask=image_mask, ocr=ocr_t, ocr_mask=ocr_mask, asr_logprob=lp,
+                       words=torch.tensor(words, dtype=torch.bool) if words is not None and not all(words) else None)

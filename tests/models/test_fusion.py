@@ -126,6 +126,12 @@ def test_a_picture_the_router_judges_irrelevant_is_left_out_entirely() -> None:
     heard = m(batch(speech=True, image=True))  # the speech is still read, the picture not
     assert heard.present.all() and not heard.picture_used.any()
     torch.testing.assert_close(heard.logits["intent"], m(batch(speech=True)).logits["intent"], rtol=0, atol=1e-5)
+    from dataclasses import replace
+
+    alone = replace(batch(image=True), words=torch.tensor([True, False, True]))  # the 2nd picture came without words
+    assert m(alone).picture_used.tolist() == [False, True, False]  # all there is: read whatever the router says
+    with pytest.raises(ValueError, match=r"words: expected shape \(3,\) bool, got \(3,\) torch.int64"):
+        m(replace(alone, words=torch.tensor([1, 0, 1])))
     m.routing = False  # measuring: the router scores, every picture is read
     assert m(batch(image=True)).picture_used.all()
     m.routing = True
