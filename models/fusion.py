@@ -88,10 +88,9 @@ class FusionReading:
     image_kind_confidence: float
     gate: float  # mean gate: 0 = text alone, 1 = fully open
     attention: tuple[tuple[str, float], ...]  # share of attention on null / speech / image / ocr
-    # the picture router: probability that the picture matters, and whether the picture was read
-    # (False: judged irrelevant and left out); None without a picture
+    # the picture router's probability that the picture matters; None without a picture or router
+    # (whether the picture was read is ``nlu.picture_used``)
     picture_relevance: float | None = None
-    picture_used: bool | None = None
 
 
 def _array(value: Any, what: str, shape: tuple[int | None, ...], *, max_rows: int | None = None) -> np.ndarray:
@@ -233,9 +232,8 @@ class FusionModel:
             image_kind_confidence=float(kind_p.max()) if turn.image is not None else 0.0,
             gate=float(out["gate"][0]),
             attention=tuple((name, round(float(v), 4)) for name, v in zip(MODALITIES, out["attention"][0])),
-            picture_relevance=(float(out["relevance"][0]) if self.module.router is not None else None)
-            if turn.image is not None else None,
-            picture_used=bool(out["picture_used"][0]) if turn.image is not None else None)
+            picture_relevance=float(out["relevance"][0]) if turn.image is not None and self.module.router is not None
+            else None)
 
     def understand(self, *, text: str, transcript: Transcript | None = None,
                    image: ImageAnalysis | None = None) -> NluResult:

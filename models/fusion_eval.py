@@ -80,11 +80,10 @@ def baselines(text_model: Any, examples: Sequence[MultimodalExample], data: Mult
 def picture_router_use(examples: Sequence[MultimodalExample], out: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
     """Per kind of turn with a picture: how many pictures the fusion read (the router left the rest
     out) and the router's mean probability that the picture matters; ``out`` is ``predict``'s output."""
-    used, relevance = out.get("picture_used"), out.get("relevance")
+    used, p = out.get("picture_used"), out.get("relevance")
     result: dict[str, dict[str, Any]] = {}
-    if used is None or relevance is None:
+    if used is None or p is None:
         return result
-    p = 1.0 / (1.0 + np.exp(-relevance))
     for kind in KINDS:
         idx = [i for i, ex in enumerate(examples) if ex.kind == kind and ex.image]
         if idx:

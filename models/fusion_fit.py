@@ -185,14 +185,15 @@ def time_mask(features: torch.Tensor, share: float, rng: random.Random) -> torch
 
 def predict(fusion: FusionModel, states: TextStates, prep: Prepared, *, drop: frozenset[str] = frozenset(),
             batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Logits of every head and image-kind logits, in order; ``drop``: modalities removed at test time."""
+    """Logits of every head and image-kind logits, the gate, the router's probability that the
+    picture matters and whether it was read, in order; ``drop``: modalities removed at test time."""
     fusion.module.eval()
     parts: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
         for start in range(0, len(prep), batch_size):
             idx = list(range(start, min(len(prep), start + batch_size)))
             out = fusion.module(make_batch(fusion, states, prep, idx, drop=drop))
-            extra = {"image_kind": out.image_kind, "gate": out.gate, "relevance": out.relevance,
+            extra = {"image_kind": out.image_kind, "gate": out.gate, "relevance": torch.sigmoid(out.relevance),
                      "picture_used": out.picture_used}
             for name, z in {**out.logits, **extra}.items():
                 parts.setdefault(name, []).append(z.float().numpy())
@@ -223,10 +224,9 @@ def _loss(fusion: FusionModel, states: TextStates, prep: Prepared, idx: list[int
             target = prep.typed_pool[idx][spoken]
             miss = 1 - F.cosine_similarity(out.pooled[spoken], target, dim=-1)
             loss = loss + cfg.typed_pool_weight * miss.mean() * spoken.float().mean()
-    router_target = [prep.examples[i].kind != "image_irrelevant" for i in idx]
     if fusion.module.router is not None and batch.image_mask is not None and batch.image_mask.any():
         seen = batch.image_mask
-        target = torch.tensor(router_target, dtype=torch.float32)[seen]
+        target = torch.tensor([prep.examples[i].kind != "image_irrelevant" for i in idx], dtype=torch.float32)[seen]
         loss = loss + cfg.router_loss_weight * F.binary_cross_entropy_with_logits(out.relevance[seen], target)
     kind = prep.kind[idx]
     has = (kind != IGNORE) & (batch.image_mask if batch.image_mask is not None else torch.zeros_like(kind, dtype=torch.bool))
